@@ -1,0 +1,114 @@
+"""Groups Heap items into bulk requests: at most 1000 items and a byte cap each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .mapping import HeapItem
+
+MAX_ITEMS = 1000
+
+
+class ItemTooLarge(Exception):
+    """An item whose JSON alone is larger than the request size cap."""
+
+    def __init__(self, item: HeapItem, size: int) -> None:
+        super().__init__(f"item of {size} bytes is larger than the request size cap")
+        self.item = item
+
+
+class Batch:
+    """Items bound for one bulk request, each encoded once."""
+
+    __slots__ = ("encoded", "items", "number", "size")
+
+    def __init__(self, number: int, items: list[HeapItem] | None = None, encoded: list[bytes] | None = None) -> None:
+        self.number = number
+        self.items = items if items is not None else []
+        self.encoded = encoded if encoded is not None else []
+        self.size = sum(len(chunk) + 1 for chunk in self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def records(self) -> int:
+        """How many source records the items stand for."""
+        return sum(item.records for item in self.items)
+
+    def halves(self) -> tuple[Batch, Batch]:
+        """Two batches with the same number, each holding half of the items in order."""
+        middle = len(self.items) // 2
+        return (
+            Batch(self.number, self.items[:middle], self.encoded[:middle]),
+            Batch(self.number, self.items[middle:], self.encoded[middle:]),
+        )
+
+
+class RequestBody:
+    """Builds the bulk body for one app id and API: `{"app_id": ..., "<field>": [...]}`."""
+
+    def __init__(self, app_id: str, items_field: str) -> None:
+        self.prefix = orjson.dumps({"app_id": app_id})[:-1] + b',"' + items_field.encode() + b'":['
+        self.overhead = len(self.prefix) + 2
+
+    def __call__(self, batch: Batch) -> bytes:
+        return self.prefix + b",".join(batch.encoded) + b"]}"
+
+
+class BatchBuilder:
+    """Fills one batch at a time; for property APIs, merges updates to the same key (later values win)."""
+
+    def __init__(self, body: RequestBody, max_bytes: int, merge: bool, max_items: int = MAX_ITEMS) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes - body.overhead
+        self.merge = merge
+        self.sealed = 0
+        self.batch = Batch(1)
+        self.index: dict[str, int] = {}
+
+    def add(self, item: HeapItem) -> Batch | None:
+        """Adds an item; returns the previous batch when the item did not fit in it."""
+        if self.merge and item.key in self.index:
+            self._merge(self.index[item.key], item)
+            return None
+        encoded = orjson.dumps(item.body)
+        if len(encoded) + 1 > self.max_bytes:
+            raise ItemTooLarge(item, len(encoded))
+        full = None
+        if len(self.batch.items) >= self.max_items or self.batch.size + len(encoded) + 1 > self.max_bytes:
+            full = self.seal()
+        batch = self.batch
+        if self.merge:
+            self.index[item.key] = len(batch.items)
+        batch.items.append(item)
+        batch.encoded.append(encoded)
+        batch.size += len(encoded) + 1
+        return full
+
+    def seal(self) -> Batch | None:
+        """Closes the open batch and returns it, or None when it is empty."""
+        if not self.batch.items:
+            return None
+        full = self.batch
+        self.sealed = full.number
+        self.batch = Batch(full.number + 1)
+        self.index = {}
+        return full
+
+    @property
+    def open_number(self) -> int:
+        """The number of the last batch holding any record read so far (0 when none)."""
+        return self.batch.number if self.batch.items else self.sealed
+
+    def _merge(self, at: int, item: HeapItem) -> None:
+        batch = self.batch
+        merged = batch.items[at]
+        properties: dict[str, Any] = {**merged.body["properties"], **item.body["properties"]}
+        body = {**merged.body, "properties": properties}
+        encoded = orjson.dumps(body)
+        batch.size += len(encoded) - len(batch.encoded[at])
+        batch.items[at] = HeapItem(merged.key, body, item.position, merged.records + 1, merged.notes + item.notes)
+        batch.encoded[at] = encoded

@@ -1,0 +1,171 @@
+"""The connector's configuration: parsed and validated once, before any record is read."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
+
+
+def config_error(message: str) -> AirbyteTracedException:
+    """An exception that tells the user what to fix in the configuration."""
+    return AirbyteTracedException(internal_message=message, message=message, failure_type=FailureType.config_error)
+
+
+def split_columns(value: str) -> tuple[str, ...]:
+    """The names in a comma-separated column list, trimmed; `*` stands for every column."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+class _Api(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    property_columns: str = "*"
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_blank(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"{info.field_name} is empty: name a source column")
+        return value
+
+    @property
+    def properties(self) -> tuple[str, ...] | None:
+        """The named property columns, or None for every column (`*`)."""
+        names = split_columns(self.property_columns)
+        return None if names == ("*",) else names
+
+
+class TrackApi(_Api):
+    api_type: Literal["track"]
+    event_column: str
+    identity_column: str
+    timestamp_column: str | None = None
+    idempotency_key_column: str | None = None
+
+    endpoint: ClassVar[str] = "/api/track"
+    items_field: ClassVar[str] = "events"
+
+    @property
+    def key_column(self) -> str:
+        """The column that names the Heap user each event belongs to."""
+        return self.identity_column
+
+
+class UserPropertiesApi(_Api):
+    api_type: Literal["add_user_properties"]
+    identity_column: str
+
+    endpoint: ClassVar[str] = "/api/add_user_properties"
+    items_field: ClassVar[str] = "users"
+
+    @property
+    def key_column(self) -> str:
+        """The column that names the Heap user."""
+        return self.identity_column
+
+    @field_validator("property_columns")
+    @classmethod
+    def _no_id_property(cls, value: str) -> str:
+        for name in split_columns(value):
+            if name.lower() == "id":
+                raise ValueError(
+                    f"'{name}' cannot be a user property: Heap refuses any casing of 'id' "
+                    "as a user property name; remove it from property_columns"
+                )
+        return value
+
+
+class AccountPropertiesApi(_Api):
+    api_type: Literal["add_account_properties"]
+    account_id_column: str
+
+    endpoint: ClassVar[str] = "/api/add_account_properties"
+    items_field: ClassVar[str] = "accounts"
+
+    @property
+    def key_column(self) -> str:
+        """The column that names the Heap account."""
+        return self.account_id_column
+
+
+ApiConfig = Annotated[TrackApi | UserPropertiesApi | AccountPropertiesApi, Field(discriminator="api_type")]
+
+
+class HeapConfig(BaseModel):
+    """Everything the user configures, validated."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    app_id: str
+    api: ApiConfig
+    region: Literal["US", "EU"] = "US"
+    base_url: str | None = None
+    max_events_per_minute: int = Field(15_000, ge=1)
+    on_rejected_record: Literal["skip", "fail"] = "skip"
+    max_retry_seconds: int = Field(600, ge=1)
+    max_request_bytes: int = Field(1_000_000, ge=10_000)
+
+    @field_validator("app_id", mode="before")
+    @classmethod
+    def _app_id_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("app_id is empty: copy the environment id from Account > Manage > Projects")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("base_url")
+    @classmethod
+    def _safe_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme == "https" and parts.hostname:
+            return value.strip().rstrip("/")
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return value.strip().rstrip("/")
+        raise ValueError(
+            f"base_url '{value}' must be https (http is allowed only to a loopback host such as 127.0.0.1)"
+        )
+
+    @property
+    def url(self) -> str:
+        """The base URL requests go to."""
+        return self.base_url or REGION_URLS[self.region]
+
+    @property
+    def endpoint_url(self) -> str:
+        """The full URL of the configured API."""
+        return self.url + self.api.endpoint
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> HeapConfig:
+        """The validated config, or a config error that names every problem."""
+        try:
+            return cls.model_validate(dict(raw))
+        except ValidationError as error:
+            problems = "; ".join(_describe(e) for e in error.errors())
+            raise config_error(f"Invalid configuration: {problems}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

