@@ -112,6 +112,7 @@ class HeapConfig(BaseModel):
     on_rejected_record: Literal["skip", "fail"] = "skip"
     max_retry_seconds: int = Field(600, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=10_000)
+    request_timeout_seconds: int = Field(60, ge=1)
 
     @field_validator("app_id", mode="before")
     @classmethod

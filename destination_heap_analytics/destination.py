@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import json
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,7 +28,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
 from .config import HeapConfig
-from .sync import Message, Sync, single_stream
+from .sync import InvalidLine, Message, Sync, single_stream
 
 logger = logging.getLogger("airbyte")
 
@@ -43,7 +44,7 @@ class DestinationHeapAnalytics(Destination):
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
         url = heap_config.endpoint_url
         body = RequestBody(heap_config.app_id, heap_config.api.items_field)(Batch(0))
-        answer = HeapClient(url).post(body)
+        answer = HeapClient(url, heap_config.request_timeout_seconds).post(body)
         if answer.verdict is Verdict.ACCEPTED:
             return AirbyteConnectionStatus(status=Status.SUCCEEDED)
         if answer.verdict is Verdict.BAD_APP_ID:
@@ -109,15 +110,25 @@ def _from_lines(lines: Iterable[bytes]) -> Iterator[Message]:
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
-            if line.strip():
-                logger.warning("Input line %d is not JSON; it is ignored.", number)
-            continue
+            message = _lenient_json(line)
+            if message is None:
+                if line.strip():
+                    yield InvalidLine(number)
+                continue
         kind = message.get("type") if type(message) is dict else None
         if kind == "RECORD":
             record = message["record"]
             yield (record["stream"], record["data"], record["emitted_at"])
         elif kind == "STATE":
             yield load(message)
+
+
+def _lenient_json(line: bytes) -> Any:
+    """Parses what orjson refuses but Python's json reads (NaN, Infinity), else None."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def run() -> None:

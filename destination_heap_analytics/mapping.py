@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -16,6 +18,8 @@ MAX_TEXT = 1023
 MAX_EVENT = 1024
 MAX_IDENTITY = 255
 EPOCH_MILLIS_FROM = 100_000_000_000
+INT64_MIN = -(2**63)
+UINT64_MAX = 2**64 - 1
 
 MISSING = object()
 
@@ -93,12 +97,15 @@ def heap_scalar(value: Any, notes: list[str]) -> Any:
         return value
     if kind is bool:
         return "true" if value else "false"
-    if kind is int or kind is float:
-        return value
+    if kind is int:
+        return value if INT64_MIN <= value <= UINT64_MAX else str(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
     if kind is list:
         if any(type(element) in (dict, list) for element in value):
-            return heap_scalar(orjson.dumps(value).decode(), notes)
-        return [heap_scalar(element, notes) for element in value if element is not None]
+            return heap_scalar(json.dumps(value, separators=(",", ":"), ensure_ascii=False), notes)
+        scalars = (heap_scalar(element, notes) for element in value)
+        return [element for element in scalars if element is not None]
     if value is None:
         return None
     return heap_scalar(str(value), notes)

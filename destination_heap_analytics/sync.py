@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Union
+from typing import Any, NamedTuple
 
 import orjson
 from airbyte_cdk.models import (
@@ -40,8 +40,15 @@ SUMMARY_TRACE = "heap_sync_summary"
 Record = tuple[str, Mapping[str, Any], int]
 """A record as the sync reads it: stream name, data, emitted_at in epoch milliseconds."""
 
-Message = Record | AirbyteMessage
-"""A record, or a STATE message."""
+
+class InvalidLine(NamedTuple):
+    """An input line that is not JSON: counted, since it may have held a record."""
+
+    number: int
+
+
+Message = Record | AirbyteMessage | InvalidLine
+"""A record, a STATE message, or a line that could not be read."""
 
 
 def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
@@ -70,7 +77,7 @@ def idempotency_key_for(config: HeapConfig, stream: ConfiguredAirbyteStream) -> 
 class Sync:
     """Loads one stream's messages into Heap and yields the STATE messages Heap has made safe."""
 
-    def __init__(self, config: HeapConfig, stream: ConfiguredAirbyteStream, client: HeapClient | None = None) -> None:
+    def __init__(self, config: HeapConfig, stream: ConfiguredAirbyteStream) -> None:
         self.config = config
         self.stream_name = stream.stream.name
         self.mapper = RecordMapper(config, idempotency_key_for(config, stream))
@@ -83,7 +90,7 @@ class Sync:
             key_counts_requests=not track,
         )
         sender = BatchSender(
-            client or HeapClient(config.endpoint_url),
+            HeapClient(config.endpoint_url, config.request_timeout_seconds),
             limiter,
             body,
             config.app_id,
@@ -107,7 +114,13 @@ class Sync:
         stats = self.stats
         try:
             for message in messages:
-                out = self._record(*message) if type(message) is tuple else self._state(message)
+                kind = type(message)
+                if kind is tuple:
+                    out = self._record(*message)
+                elif kind is InvalidLine:
+                    out = self._unmappable(Unmappable("not valid JSON", message.number), "Input line")
+                else:
+                    out = self._state(message)
                 if out:
                     yield from out
                 if stats.records_read % 1000 == 0 and time.monotonic() >= next_progress:
@@ -171,19 +184,17 @@ class Sync:
             ready += self.checkpoints.settle(result.number)
         return ready
 
-    def _unmappable(self, unmappable: Unmappable) -> None:
+    def _unmappable(self, unmappable: Unmappable, what: str = "Record") -> None:
+        where = f"{what} {unmappable.position}"
         if self.fail_on_rejection:
-            raise config_error(
-                f"Record {unmappable.position} cannot be sent to Heap (on_rejected_record is 'fail'): {unmappable.reason}"
-            )
+            raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}")
         if unmappable.reason not in self.stats.unmappable:
             logger.warning(
-                "Record %d cannot be sent to Heap: %s. Later records with this reason are counted, not logged.",
-                unmappable.position,
+                "%s cannot be sent to Heap: %s. Later ones with this reason are counted, not logged.",
+                where,
                 unmappable.reason,
             )
         self.stats.unmappable[unmappable.reason] += 1
-        return None
 
     def _log_progress(self, label: str, started: float) -> None:
         stats = self.stats

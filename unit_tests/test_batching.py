@@ -1,0 +1,83 @@
+"""Batching: item and byte caps, merging property updates, splitting."""
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from destination_heap_analytics.batching import BatchBuilder, ItemTooLarge, RequestBody
+from destination_heap_analytics.mapping import HeapItem
+
+BODY = RequestBody("11", "users")
+
+
+def item(key, position, **properties):
+    return HeapItem(key, {"identity": key, "properties": properties}, position)
+
+
+def fill(builder, items):
+    batches = [batch for batch in map(builder.add, items) if batch is not None]
+    last = builder.seal()
+    return batches + ([last] if last else [])
+
+
+def test_batches_hold_at_most_1000_items_and_encode_heaps_bulk_form():
+    batches = fill(BatchBuilder(BODY, 10_000_000, merge=False), [item(str(n), n) for n in range(2500)])
+    assert [len(b) for b in batches] == [1000, 1000, 500]
+    assert [b.number for b in batches] == [1, 2, 3]
+    body = orjson.loads(BODY(batches[2]))
+    assert body["app_id"] == "11"
+    assert [u["identity"] for u in body["users"]] == [str(n) for n in range(2000, 2500)]
+
+
+def test_byte_cap_bounds_every_request_body():
+    items = [item(str(n), n, text="x" * 500) for n in range(100)]
+    batches = fill(BatchBuilder(BODY, 10_000, merge=False), items)
+    assert all(len(BODY(b)) <= 10_000 for b in batches)
+    assert sum(len(b) for b in batches) == 100
+
+
+def test_an_item_larger_than_the_cap_is_refused():
+    with pytest.raises(ItemTooLarge):
+        BatchBuilder(BODY, 10_000, merge=False).add(item("a", 1, text="x" * 20_000))
+
+
+def test_merge_keeps_one_item_per_key_with_later_values_winning():
+    builder = BatchBuilder(BODY, 1_000_000, merge=True)
+    for new in [item("a", 1, plan="free", seats=1), item("b", 2, plan="pro"), item("a", 3, plan="pro")]:
+        assert builder.add(new) is None
+    batch = builder.seal()
+    assert [(i.key, i.records, i.position) for i in batch.items] == [("a", 2, 3), ("b", 1, 2)]
+    assert orjson.loads(BODY(batch))["users"][0]["properties"] == {"plan": "pro", "seats": 1}
+    assert batch.size == sum(len(e) + 1 for e in batch.encoded)
+
+
+def test_open_number_names_the_last_batch_holding_records():
+    builder = BatchBuilder(BODY, 1_000_000, merge=False, max_items=2)
+    assert builder.open_number == 0
+    builder.add(item("a", 1))
+    assert builder.open_number == 1
+    builder.add(item("b", 2))
+    builder.add(item("c", 3))
+    assert builder.open_number == 2
+    builder.seal()
+    assert builder.open_number == 2
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 9)), max_size=300), st.integers(1, 50))
+def test_merging_and_splitting_lose_nothing_and_keep_per_key_order(updates, max_items):
+    builder = BatchBuilder(BODY, 1_000_000, merge=True, max_items=max_items)
+    items = [item(key, position, v=value) for position, (key, value) in enumerate(updates, start=1)]
+    batches = fill(builder, items)
+    assert sum(b.records for b in batches) == len(updates)
+    final = {}
+    for batch in batches:
+        assert len({i.key for i in batch.items}) == len(batch)
+        first, second = batch.halves()
+        assert first.items + second.items == batch.items and first.number == second.number == batch.number
+        for merged in batch.items:
+            final[merged.key] = merged.body["properties"]["v"]
+    expected = {}
+    for key, value in updates:
+        expected[key] = value
+    assert final == expected

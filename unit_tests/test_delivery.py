@@ -1,0 +1,121 @@
+"""The HTTP client and batch sender against a mocked Heap (requests-mock)."""
+
+import threading
+
+import orjson
+import pytest
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_heap_analytics.batching import Batch, RequestBody
+from destination_heap_analytics.client import HeapClient, Verdict, retry_after_seconds
+from destination_heap_analytics.delivery import BatchSender, redact
+from destination_heap_analytics.mapping import HeapItem
+from destination_heap_analytics.pacing import RateLimiter
+
+URL = "https://heap.test/api/track"
+BODY = RequestBody("11", "events")
+
+
+def batch(*identities):
+    items = [HeapItem(i, {"identity": i, "event": "e", "properties": {"v": i}}, n) for n, i in enumerate(identities, 1)]
+    return Batch(1, items, [orjson.dumps(i.body) for i in items])
+
+
+def sender(retry_seconds=30.0):
+    limiter = RateLimiter(10**9, (10**9, 60.0), key_counts_requests=False)
+    return BatchSender(HeapClient(URL), limiter, BODY, "11", retry_seconds, threading.Event(), jitter=lambda: 0.0)
+
+
+def sent_identities(request):
+    return [event["identity"] for event in request.json()["events"]]
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "verdict"),
+    [
+        (200, "", Verdict.ACCEPTED),
+        (400, '{"error": "Invalid app_id"}', Verdict.BAD_APP_ID),
+        (401, "", Verdict.BAD_APP_ID),
+        (400, '{"error": "bad property"}', Verdict.REJECTED),
+        (413, "", Verdict.TOO_LARGE),
+        (429, "", Verdict.THROTTLED),
+        (503, "", Verdict.TRANSIENT),
+        (404, "", Verdict.FATAL),
+    ],
+)
+def test_answers_are_classified(requests_mock, status, text, verdict):
+    requests_mock.post(URL, status_code=status, text=text)
+    assert HeapClient(URL).post(b"{}").verdict is verdict
+
+
+def test_network_faults_are_transient(requests_mock):
+    requests_mock.post(URL, exc=requests.ConnectionError("reset"))
+    assert HeapClient(URL).post(b"{}").verdict is Verdict.TRANSIENT
+    requests_mock.post(URL, exc=requests.ReadTimeout("slow"))
+    assert HeapClient(URL).post(b"{}").verdict is Verdict.TRANSIENT
+
+
+def test_retry_after_in_seconds_or_as_a_date():
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+
+
+def test_transient_faults_and_throttling_are_retried_with_the_same_body(requests_mock):
+    requests_mock.post(
+        URL,
+        [
+            {"status_code": 500},
+            {"status_code": 429, "headers": {"Retry-After": "0"}},
+            {"exc": requests.ConnectionError("reset")},
+            {"status_code": 200},
+        ],
+    )
+    result = sender().send(batch("a", "b"))
+    assert (result.items, result.requests, result.retries, result.throttled) == (2, 4, 3, 1)
+    bodies = {request.body for request in requests_mock.request_history}
+    assert len(bodies) == 1
+
+
+def test_a_400_is_narrowed_down_to_the_refused_items(requests_mock):
+    def answer(request, context):
+        if "poison" in sent_identities(request):
+            context.status_code = 400
+            return '{"error": "property value refused"}'
+        context.status_code = 200
+        return "{}"
+
+    requests_mock.post(URL, text=answer)
+    result = sender().send(batch("a", "b", "poison", "c", "d", "e", "f"))
+    assert result.items == 6
+    assert [(r.position, r.records) for r in result.rejections] == [(3, 1)]
+    assert "property value refused" in result.rejections[0].reason
+    accepted = [r for r in requests_mock.request_history if "poison" not in sent_identities(r)]
+    assert sorted(i for r in accepted for i in sent_identities(r)) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_bad_app_id_fails_at_once_as_a_config_error(requests_mock):
+    requests_mock.post(URL, status_code=400, text='{"error": "Invalid app_id"}')
+    with pytest.raises(AirbyteTracedException) as caught:
+        sender().send(batch("a"))
+    assert caught.value.failure_type == FailureType.config_error
+    assert "Heap rejected app_id '11'" in caught.value.message
+    assert requests_mock.call_count == 1
+
+
+def test_an_exhausted_retry_budget_fails_as_transient_naming_the_endpoint(requests_mock):
+    requests_mock.post(URL, status_code=503, text="upstream down for user a@b.io")
+    with pytest.raises(AirbyteTracedException) as caught:
+        sender(retry_seconds=0.001).send(batch("a@b.io"))
+    assert caught.value.failure_type == FailureType.transient_error
+    assert URL in caught.value.message and "HTTP 503" in caught.value.message
+    assert "a@b.io" not in caught.value.message
+
+
+def test_redact_blanks_identities_and_values_in_both_plain_and_json_forms():
+    item = HeapItem("jo@x.io", {"identity": "jo@x.io", "properties": {"note": 'say "hi"'}}, 1)
+    text = redact('bad: jo@x.io value say \\"hi\\" or say "hi"', [item])
+    assert "jo@x.io" not in text and "hi" not in text

@@ -1,0 +1,209 @@
+"""Mapping is pure: records in, Heap items or reasons out, with no I/O."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from destination_heap_analytics.config import HeapConfig
+from destination_heap_analytics.mapping import (
+    ID_PROPERTY_LEFT_OUT,
+    KEY_FROM_RECORD_HASH,
+    TIMESTAMP_FROM_EMITTED_AT,
+    TRUNCATED_EVENT,
+    TRUNCATED_VALUE,
+    Column,
+    HeapItem,
+    IdempotencyKey,
+    RecordMapper,
+    Unmappable,
+    heap_timestamp,
+)
+from unit_tests.seeds import SEEDS, TRACK_API, TRACK_RECORD, USER_API, USER_RECORD
+
+EMITTED_AT = 1666325394622
+
+
+def mapper(api, **config):
+    heap_config = HeapConfig.parse({"app_id": "11", "api": api, **config})
+    key = IdempotencyKey("users") if api["api_type"] == "track" else None
+    return RecordMapper(heap_config, key)
+
+
+def map_one(api, record, emitted_at=EMITTED_AT):
+    return mapper(api)(record, emitted_at, 1)
+
+
+@pytest.mark.parametrize(("api", "record", "expected"), SEEDS, ids=["track", "user", "account"])
+def test_mission_examples_map_exactly(api, record, expected):
+    item = map_one(api, record)
+    assert isinstance(item, HeapItem)
+    body = dict(item.body)
+    if api["api_type"] == "track":
+        key = body.pop("idempotency_key")
+        assert isinstance(key, str) and len(key) == 32
+    assert body == expected
+    assert list(body["properties"]) == list(expected["properties"])
+
+
+def test_dotted_property_column_keeps_its_name():
+    item = map_one({**USER_API, "property_columns": "identities.provider,created_at,nickname"}, USER_RECORD)
+    assert item.body["properties"] == {
+        "identities.provider": "auth0",
+        "created_at": "2022-10-21T04:09:59.328Z",
+        "nickname": "Noe",
+    }
+
+
+def test_column_prefers_exact_key_then_dotted_path_then_flattened():
+    record = {"a.b": "exact", "a": {"b": "dotted", "c": {"d": "deep"}}, "x": {"y_z": "underscored"}}
+    assert Column("a.b").lookup(record) == "exact"
+    del record["a.b"]
+    assert Column("a.b").lookup(record) == "dotted"
+    assert Column("a_c_d").lookup(record) == "deep"
+    assert Column("x_y_z").lookup(record) == "underscored"
+    assert Column("a.zz").lookup(record) is not None  # MISSING sentinel, not a value
+    assert Column("nope").lookup(record) is Column("other").lookup(record)
+
+
+def test_star_takes_every_field_and_flattens_nested_objects():
+    item = map_one(
+        {"api_type": "add_account_properties", "account_id_column": "id"}, {"id": 7, "n": {"a": 1, "b": {"c": True}}}
+    )
+    assert item.key == "7"
+    assert item.body["properties"] == {"id": 7, "n.a": 1, "n.b.c": "true"}
+
+
+def test_values_become_what_heap_holds():
+    record = {
+        "id": "u1",
+        "flag": True,
+        "none": None,
+        "count": 3,
+        "ratio": 0.5,
+        "tags": ["a", 1, None, False],
+        "objects": [{"k": 1}],
+        "long": "x" * 2000,
+    }
+    item = map_one({"api_type": "add_account_properties", "account_id_column": "id"}, record)
+    properties = item.body["properties"]
+    assert properties["flag"] == "true"
+    assert "none" not in properties
+    assert properties["count"] == 3 and properties["ratio"] == 0.5
+    assert properties["tags"] == ["a", 1, "false"]
+    assert properties["objects"] == '[{"k":1}]'
+    assert properties["long"] == "x" * 1023
+    assert item.notes == (TRUNCATED_VALUE,)
+
+
+def test_user_properties_star_leaves_out_any_casing_of_id():
+    item = map_one(
+        {"api_type": "add_user_properties", "identity_column": "email"}, {"email": "e@x.io", "ID": 4, "plan": "pro"}
+    )
+    assert item.body["properties"] == {"email": "e@x.io", "plan": "pro"}
+    assert item.notes == (ID_PROPERTY_LEFT_OUT,)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "missing identity"),
+        ("", "missing identity"),
+        ("x" * 256, "identity longer than 255 characters"),
+        ({"a": 1}, "identity is not a string or number"),
+        (True, "identity is not a string or number"),
+    ],
+)
+def test_records_without_a_usable_identity_are_unmappable(value, reason):
+    record = {**TRACK_RECORD, "email": value}
+    assert map_one(TRACK_API, record) == Unmappable(reason, 1)
+
+
+def test_missing_identity_column_is_unmappable_and_numbers_become_text():
+    record = {k: v for k, v in USER_RECORD.items() if k != "user_id"}
+    assert map_one(USER_API, record) == Unmappable("missing identity", 1)
+    assert map_one(USER_API, {**USER_RECORD, "user_id": 42}).key == "42"
+
+
+def test_missing_account_id_is_named_as_such():
+    api = {"api_type": "add_account_properties", "account_id_column": "acct"}
+    assert map_one(api, {"x": 1}) == Unmappable("missing account_id", 1)
+
+
+def test_event_is_required_and_cut_to_1024():
+    missing = {**TRACK_RECORD, "identities": {}}
+    assert map_one(TRACK_API, missing) == Unmappable("missing event", 1)
+    long_event = {**TRACK_RECORD, "identities": {"connection": "e" * 1500}}
+    item = map_one(TRACK_API, long_event)
+    assert item.body["event"] == "e" * 1024
+    assert TRUNCATED_EVENT in item.notes
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2022-10-21T04:09:54.622Z", "2022-10-21T04:09:54.622Z"),
+        ("2017-03-10T22:21:56+00:00", "2017-03-10T22:21:56+00:00"),
+        ("2022-10-21", "2022-10-21T00:00:00+00:00"),
+        (1666325394, "2022-10-21T04:09:54.000+00:00"),
+        (1666325394622, "2022-10-21T04:09:54.622+00:00"),
+        ("1666325394", "2022-10-21T04:09:54.000+00:00"),
+        ("yesterday", None),
+        (True, None),
+    ],
+)
+def test_timestamps(value, expected):
+    assert heap_timestamp(value) == expected
+
+
+def test_timestamp_falls_back_to_emitted_at_and_bad_ones_are_unmappable():
+    no_timestamp = {k: v for k, v in TRACK_RECORD.items() if k != "updated_at"}
+    item = map_one(TRACK_API, no_timestamp)
+    assert item.body["timestamp"] == "2022-10-21T04:09:54.622+00:00"
+    assert item.notes == (TIMESTAMP_FROM_EMITTED_AT,)
+    without_column = {k: v for k, v in TRACK_API.items() if k != "timestamp_column"}
+    assert map_one(without_column, TRACK_RECORD).body["timestamp"] == "2022-10-21T04:09:54.622+00:00"
+    bad = map_one(TRACK_API, {**TRACK_RECORD, "updated_at": "not a time"})
+    assert bad == Unmappable("timestamp is not a date, time or epoch number", 1)
+
+
+def test_idempotency_key_is_stable_and_distinguishes_records():
+    key = IdempotencyKey("users")
+    assert key(TRACK_RECORD, []) == key(dict(reversed(TRACK_RECORD.items())), [])
+    assert key(TRACK_RECORD, []) != key({**TRACK_RECORD, "name": "Other"}, [])
+    assert key(TRACK_RECORD, []) != IdempotencyKey("other_stream")(TRACK_RECORD, [])
+
+
+def test_idempotency_key_from_primary_key_ignores_other_fields():
+    key = IdempotencyKey("users", key_paths=[["identities", "user_id"], ["updated_at"]])
+    assert key(TRACK_RECORD, []) == key({**TRACK_RECORD, "name": "Changed"}, [])
+    assert key(TRACK_RECORD, []) != key({**TRACK_RECORD, "updated_at": "2023-01-01"}, [])
+
+
+def test_idempotency_key_column_is_used_as_is_or_falls_back_with_a_note():
+    key = IdempotencyKey("users", column="identities.user_id")
+    assert key(TRACK_RECORD, []) == "0a12757f-4b19-4e93-969e-c3a2e98fe82b"
+    notes = []
+    assert len(key({"x": 1}, notes)) == 32
+    assert notes == [KEY_FROM_RECORD_HASH]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=1100),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=10), json_values, max_size=8), st.text(min_size=1, max_size=255))
+def test_any_record_maps_to_values_heap_accepts(record, identity):
+    item = map_one({"api_type": "add_account_properties", "account_id_column": "__key"}, {**record, "__key": identity})
+    assert item.key == identity
+    for key, value in item.body["properties"].items():
+        assert isinstance(key, str) and len(key) < 1024
+        for element in value if isinstance(value, list) else [value]:
+            assert type(element) in (str, int, float)
+            assert not isinstance(element, str) or len(element) < 1024
