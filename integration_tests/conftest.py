@@ -96,8 +96,8 @@ def catalog(*streams: str, primary_key: list[list[str]] | None = None, schema: d
 
 
 def config_for(sandbox: HeapSandbox, api: dict | None = None, **options: Any) -> dict:
-    """A config pointing at the sandbox."""
-    return {"app_id": "11", "base_url": sandbox.url, "api": api or TRACK, **options}
+    """A config pointing at the sandbox, paced far above what a test sends unless the test says otherwise."""
+    return {"app_id": "11", "base_url": sandbox.url, "api": api or TRACK, "max_events_per_minute": 10**7, **options}
 
 
 def run_connector(
