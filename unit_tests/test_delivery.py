@@ -5,8 +5,11 @@ import threading
 import orjson
 import pytest
 import requests
+import requests_mock
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from destination_heap_analytics.batching import Batch, RequestBody
 from destination_heap_analytics.client import HeapClient, Verdict, retry_after_seconds
@@ -119,3 +122,24 @@ def test_redact_blanks_identities_and_values_in_both_plain_and_json_forms():
     item = HeapItem("jo@x.io", {"identity": "jo@x.io", "properties": {"note": 'say "hi"'}}, 1)
     text = redact('bad: jo@x.io value say \\"hi\\" or say "hi"', [item])
     assert "jo@x.io" not in text and "hi" not in text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.sets(st.integers(0, 39), max_size=6))
+def test_splitting_delivers_every_good_item_once_and_rejects_exactly_the_bad(size, bad):
+    identities = [f"bad{n}" if n in bad else f"ok{n}" for n in range(size)]
+
+    def answer(request, context):
+        context.status_code = 400 if any(i.startswith("bad") for i in sent_identities(request)) else 200
+        return '{"error": "refused"}' if context.status_code == 400 else "{}"
+
+    with requests_mock.Mocker() as mock:
+        mock.post(URL, text=answer)
+        result = sender().send(batch(*identities))
+        sent = [sent_identities(r) for r in mock.request_history]
+    delivered = [
+        i for identities_sent in sent if not any(s.startswith("bad") for s in identities_sent) for i in identities_sent
+    ]
+    assert sorted(delivered) == sorted(i for i in identities if i.startswith("ok"))
+    assert sorted(r.position for r in result.rejections) == sorted(n + 1 for n in bad if n < size)
+    assert result.items + len(result.rejections) == size
