@@ -11,6 +11,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+MAX_PROPERTY_NAME = 1023
 REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
 
 
@@ -34,6 +35,14 @@ class _Api(BaseModel):
     def _not_blank(cls, value: Any, info: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError(f"{info.field_name} is empty: name a source column")
+        return value
+
+    @field_validator("property_columns")
+    @classmethod
+    def _short_names(cls, value: str) -> str:
+        for name in split_columns(value):
+            if len(name) > MAX_PROPERTY_NAME:
+                raise ValueError(f"'{name[:40]}...' is longer than Heap's {MAX_PROPERTY_NAME}-character property names")
         return value
 
     @property

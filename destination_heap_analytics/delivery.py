@@ -103,12 +103,12 @@ class BatchSender:
         payload = self.body(part)
         attempt = 0
         while True:
-            entries, waited = self.limiter.reserve((item.key for item in part.items), self.stop)
+            entry, waited = self.limiter.reserve((item.key for item in part.items), self.stop)
             result.paced_seconds += waited
             if self.stop.is_set():
                 raise Stopped()
             answer = self.client.post(payload)
-            self.limiter.settle(entries)
+            self.limiter.settle(entry)
             result.requests += 1
             if answer.verdict is Verdict.THROTTLED:
                 result.throttled += 1

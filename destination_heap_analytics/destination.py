@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import io
 import json
 import logging
@@ -88,6 +89,7 @@ class DestinationHeapAnalytics(Destination):
         init_uncaught_exception_handler(logger)
         atexit.register(PRINT_BUFFER.flush)
         parsed_args = self.parse_args(args)
+        gc.freeze()
         dump = AirbyteMessageSerializer.dump
         try:
             for message in self.run_cmd(parsed_args):

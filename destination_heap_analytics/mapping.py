@@ -221,7 +221,7 @@ class RecordMapper:
         self.timestamp = Column(api.timestamp_column) if self.track and api.timestamp_column else None
         self.idempotency_key = idempotency_key if self.track else None
         named = api.properties
-        self.property_columns = [Column(name) for name in named] if named is not None else None
+        self.property_columns = [(name, Column(name)) for name in named] if named is not None else None
         self.skip_id = isinstance(api, UserPropertiesApi)
 
     def __call__(self, record: Mapping[str, Any], emitted_at: int, position: int) -> HeapItem | Unmappable:
@@ -263,16 +263,26 @@ class RecordMapper:
         return heap_timestamp(value)
 
     def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+        """The properties of one record; short strings, the common case, skip the general conversion."""
         properties: dict[str, Any] = {}
         if self.property_columns is not None:
-            for column in self.property_columns:
-                value = column.lookup(record)
-                if value is not MISSING:
-                    add_property(properties, column.name, value, notes)
+            for name, column in self.property_columns:
+                value = record.get(name, MISSING)
+                if value is MISSING:
+                    value = column.lookup(record)
+                    if value is MISSING:
+                        continue
+                if type(value) is str and len(value) <= MAX_TEXT:
+                    properties[name] = value
+                else:
+                    add_property(properties, name, value, notes)
             return properties
+        skip_id = self.skip_id
         for key, value in record.items():
-            if self.skip_id and key.lower() == "id":
+            if skip_id and key.lower() == "id":
                 notes.append(ID_PROPERTY_LEFT_OUT)
-                continue
-            add_property(properties, key, value, notes)
+            elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT:
+                properties[key] = value
+            else:
+                add_property(properties, key, value, notes)
         return properties

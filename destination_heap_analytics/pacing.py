@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 TRACK_PER_IDENTITY = (1000, 60.0)
 PROPERTIES_PER_IDENTITY = (30, 30.0)
+RECEIPT_MARGIN = 10.0
 MIN_SCALE = 0.1
 SLOWDOWN = 0.7
 RECOVERY = 0.02
@@ -50,8 +51,46 @@ class SlidingWindow:
         return entry
 
 
+class KeyBuckets:
+    """Per-key counts in two consecutive buckets; their sum bounds a key's count in any recent window.
+
+    A bucket is the window plus a margin, so a request counted when it was reserved still
+    counts however late (within the margin) Heap receives it. Plain dicts keep the per-item
+    cost of a check and an update to two lookups.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds + RECEIPT_MARGIN
+        self.started = float("-inf")
+        self.current: dict[str, int] = {}
+        self.previous: dict[str, int] = {}
+
+    def wait_for(self, counts: dict[str, int], limit: float, now: float) -> float:
+        """Seconds until every key's count fits under `limit` (0 when they fit now)."""
+        self._rotate(now)
+        current, previous = self.current.get, self.previous.get
+        for key, count in counts.items():
+            if current(key, 0) + previous(key, 0) + count > limit and (current(key, 0) or previous(key, 0)):
+                return self.started + self.seconds - now
+        return 0.0
+
+    def add(self, counts: dict[str, int]) -> None:
+        """Counts a request's items under their keys."""
+        current = self.current
+        get = current.get
+        for key, count in counts.items():
+            current[key] = get(key, 0) + count
+
+    def _rotate(self, now: float) -> None:
+        elapsed = now - self.started
+        if elapsed >= self.seconds:
+            self.previous = self.current if elapsed < 2 * self.seconds else {}
+            self.current = {}
+            self.started = now
+
+
 class RateLimiter:
-    """Keeps requests under a per-app item ceiling and a per-key ceiling, each a sliding window.
+    """Keeps requests under a per-app item ceiling (a sliding window) and a per-key ceiling.
 
     A throttling answer pauses every sender for Retry-After and lowers the ceilings; each
     answer that is not throttled raises them back a little, up to the configured limit.
@@ -66,17 +105,16 @@ class RateLimiter:
     ) -> None:
         self.app_limit = items_per_minute
         self.app = SlidingWindow(60.0)
-        self.key_limit, self.key_seconds = key_limit
+        self.key_limit = key_limit[0]
+        self.keys = KeyBuckets(key_limit[1])
         self.key_counts_requests = key_counts_requests
-        self.keys: dict[str, SlidingWindow] = {}
         self.clock = clock
         self.scale = 1.0
         self.paused_until = 0.0
         self.lock = threading.Lock()
-        self.next_sweep = 0.0
 
-    def reserve(self, keys: Iterable[str], stop: threading.Event) -> tuple[list[list[float]], float]:
-        """Waits until a request with these items' keys may go, reserves it; returns entries and seconds waited."""
+    def reserve(self, keys: Iterable[str], stop: threading.Event) -> tuple[list[float], float]:
+        """Waits until a request with these items' keys may go, reserves it; returns its entry and seconds waited."""
         counts: dict[str, int] = Counter(keys)
         units = sum(counts.values())
         if self.key_counts_requests:
@@ -85,19 +123,22 @@ class RateLimiter:
         while True:
             with self.lock:
                 now = self.clock()
-                wait = self._wait(counts, units, now)
+                wait = max(
+                    self.paused_until - now,
+                    self.app.wait_for(units, self.app_limit * self.scale, now),
+                    self.keys.wait_for(counts, self.key_limit * self.scale, now),
+                )
                 if wait <= 0:
-                    entries = self._add(counts, units, now)
-                    return entries, now - started
+                    self.keys.add(counts)
+                    return self.app.add(units, now), now - started
             if stop.wait(min(wait, 1.0)):
                 return [], self.clock() - started
 
-    def settle(self, entries: list[list[float]]) -> None:
-        """Moves a request's entries to the time Heap answered, which is never before Heap counted it."""
-        now = self.clock()
-        with self.lock:
-            for entry in entries:
-                entry[0] = now
+    def settle(self, entry: list[float]) -> None:
+        """Moves a request's entry to the time Heap answered, which is never before Heap counted it."""
+        if entry:
+            with self.lock:
+                entry[0] = self.clock()
 
     def throttled(self, retry_after: float | None) -> None:
         """Heap said slow down: pause everyone for Retry-After and lower the ceilings."""
@@ -111,31 +152,3 @@ class RateLimiter:
         if self.scale < 1.0:
             with self.lock:
                 self.scale = min(1.0, self.scale + RECOVERY)
-
-    def _wait(self, counts: dict[str, int], units: float, now: float) -> float:
-        wait = self.paused_until - now
-        wait = max(wait, self.app.wait_for(units, self.app_limit * self.scale, now))
-        key_limit = self.key_limit * self.scale
-        for key, count in counts.items():
-            window = self.keys.get(key)
-            if window is not None:
-                wait = max(wait, window.wait_for(count, key_limit, now))
-        return wait
-
-    def _add(self, counts: dict[str, int], units: float, now: float) -> list[list[float]]:
-        entries = [self.app.add(units, now)]
-        for key, count in counts.items():
-            window = self.keys.get(key)
-            if window is None:
-                window = self.keys[key] = SlidingWindow(self.key_seconds)
-            entries.append(window.add(count, now))
-        if now >= self.next_sweep:
-            self._sweep(now)
-        return entries
-
-    def _sweep(self, now: float) -> None:
-        for key in [
-            key for key, window in self.keys.items() if window.entries and window.entries[-1][0] <= now - window.seconds
-        ]:
-            del self.keys[key]
-        self.next_sweep = now + self.key_seconds

@@ -61,6 +61,7 @@ class Faults:
     rate_window: float = 60.0
     poison: str = ""
     max_body_bytes: int = 0
+    keep_items: bool = True
     seed: int = 1
 
 
@@ -82,6 +83,7 @@ class SandboxState:
             self.faults = faults
             self.random = random.Random(faults.seed)
             self.accepted: dict[str, list[dict[str, Any]]] = {field: [] for field in ENDPOINTS.values()}
+            self.accepted_count = 0
             self.idempotency_keys: set[str] = set()
             self.duplicates = 0
             self.requests = 0
@@ -98,6 +100,7 @@ class SandboxState:
         with self.lock:
             return {
                 "accepted": {field: list(items) for field, items in self.accepted.items()},
+                "accepted_count": self.accepted_count,
                 "duplicates_ignored": self.duplicates,
                 "requests": self.requests,
                 "statuses": dict(self.statuses),
@@ -328,6 +331,7 @@ def _rate_wait(state: SandboxState, count: int, faults: Faults) -> float | None:
 
 def _accept(state: SandboxState, field: str, items: list[dict[str, Any]]) -> None:
     accepted = state.accepted[field]
+    keep = state.faults.keep_items
     for item in items:
         key = item.get("idempotency_key") if field == "events" else None
         if key is not None:
@@ -335,7 +339,15 @@ def _accept(state: SandboxState, field: str, items: list[dict[str, Any]]) -> Non
                 state.duplicates += 1
                 continue
             state.idempotency_keys.add(key)
-        accepted.append(item)
+        state.accepted_count += 1
+        if keep:
+            accepted.append(item)
+
+
+def _knob_type(default: Any) -> Any:
+    if isinstance(default, bool):
+        return lambda text: text.lower() in ("1", "true", "yes")
+    return float if default is None else type(default)
 
 
 def main() -> None:
@@ -345,7 +357,7 @@ def main() -> None:
     for knob in dataclasses.fields(Faults):
         parser.add_argument(
             f"--{knob.name.replace('_', '-')}",
-            type=type(knob.default) if knob.default is not None else float,
+            type=_knob_type(knob.default),
             default=knob.default,
         )
     args = parser.parse_args()

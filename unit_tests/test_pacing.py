@@ -2,7 +2,7 @@
 
 import threading
 
-from destination_heap_analytics.pacing import RateLimiter, SlidingWindow
+from destination_heap_analytics.pacing import RECEIPT_MARGIN, KeyBuckets, RateLimiter, SlidingWindow
 
 
 class FakeClock:
@@ -42,10 +42,10 @@ def test_app_ceiling_spaces_requests_by_the_window():
     stop = AdvancingStop(clock)
     limiter = RateLimiter(2000, (10**9, 60.0), key_counts_requests=False, clock=clock)
     for _ in range(2):
-        entries, waited = limiter.reserve([str(n) for n in range(1000)], stop)
+        entry, waited = limiter.reserve([str(n) for n in range(1000)], stop)
         assert waited == 0
-        limiter.settle(entries)
-    entries, waited = limiter.reserve([str(n) for n in range(1000)], stop)
+        limiter.settle(entry)
+    entry, waited = limiter.reserve([str(n) for n in range(1000)], stop)
     assert 59.0 <= waited <= 61.0
 
 
@@ -57,7 +57,7 @@ def test_per_key_ceiling_for_property_apis_counts_requests():
         limiter.reserve(["same-user"], stop)
     assert stop.slept == 0
     _, waited = limiter.reserve(["same-user"], stop)
-    assert waited >= 29.0
+    assert 30.0 <= waited <= 2 * (30.0 + RECEIPT_MARGIN)
     _, waited = limiter.reserve(["another-user"], stop)
     assert waited == 0
 
@@ -75,10 +75,22 @@ def test_throttling_pauses_and_lowers_the_ceiling_then_recovers():
     assert limiter.scale == 1.0
 
 
-def test_settle_moves_entries_to_the_answer_time():
+def test_settle_moves_the_entry_to_the_answer_time():
     clock = FakeClock()
     limiter = RateLimiter(1000, (10**9, 60.0), key_counts_requests=False, clock=clock)
-    entries, _ = limiter.reserve(["a"] * 1000, AdvancingStop(clock))
+    entry, _ = limiter.reserve(["a"] * 1000, AdvancingStop(clock))
     clock.now += 3.0
-    limiter.settle(entries)
-    assert all(entry[0] == clock.now for entry in entries)
+    limiter.settle(entry)
+    assert entry[0] == clock.now
+
+
+def test_key_buckets_bound_every_recent_window_and_forget_old_ones():
+    buckets = KeyBuckets(60.0)
+    assert buckets.wait_for({"a": 600}, 1000, 0.0) == 0.0
+    buckets.add({"a": 600})
+    assert buckets.wait_for({"a": 400, "b": 900}, 1000, 30.0) == 0.0
+    buckets.add({"a": 400})
+    wait = buckets.wait_for({"a": 1}, 1000, 50.0)
+    assert wait == 60.0 + RECEIPT_MARGIN - 50.0
+    assert buckets.wait_for({"a": 1}, 1000, 50.0 + wait) > 0, "the previous bucket still counts"
+    assert buckets.wait_for({"a": 1}, 1000, 2 * (60.0 + RECEIPT_MARGIN) + 1) == 0.0

@@ -1,0 +1,307 @@
+"""Benchmarks `main.py write` against the local Heap sandbox; prints a table and writes it as JSON.
+
+Usage: python bench/run.py [--records 1000000] [--small 100000] [--paced-limit 20000] [--repeat 3]
+
+Modes, all on the same generated data (seed-like user events with nested fields, a STATE every
+1,000 records):
+  floor     the records parsed, mapped and serialised in a minimal in-process loop (orjson, no HTTP)
+  cpu       the connector against a sandbox with no faults, latency or rate limit
+  per-row   one request per record on a fresh connection, as the original connector did
+  latency   the connector against a sandbox answering after 50 ms (per-row measured the same way)
+  paced     the sandbox enforcing a rate limit and the connector configured to it
+  rss       peak RSS of the connector for the small input and for the cpu mode's
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from integration_tests.heap_sandbox import Faults, HeapSandbox  # noqa: E402
+
+API = {
+    "api_type": "track",
+    "event_column": "identities.connection",
+    "identity_column": "email",
+    "timestamp_column": "updated_at",
+    "property_columns": "blocked,created_at,name,nickname,identities.provider,logins_count,plan",
+}
+PROPERTY_COLUMNS = API["property_columns"].split(",")
+LATENCY = 0.05
+UNLIMITED = 10**9
+
+
+def generate(path: Path, count: int, seed: int = 1) -> None:
+    """Writes `count` RECORD lines of seed-like user events, with a STATE after every 1,000."""
+    rng = random.Random(seed)
+    names = ["Camden", "Alysha", "Jacinto", "Mara", "Theo", "Ines", "Rafael", "Noor", "Kenji", "Lola"]
+    with path.open("wb") as out:
+        for seq in range(count):
+            user = rng.randrange(50_000)
+            social = user % 3 == 0
+            stamp = datetime.fromtimestamp(1666325394 + seq, UTC).isoformat(timespec="milliseconds")
+            data = {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "blocked": user % 17 == 0,
+                "created_at": stamp,
+                "email": f"user{user}@example.com",
+                "email_verified": user % 2 == 0,
+                "family_name": names[user % 10],
+                "given_name": names[(user // 10) % 10],
+                "identities": {
+                    "user_id": f"{user:08x}-4b19-4e93-969e-c3a2e98fe82b",
+                    "connection": "google-oauth2" if social else "Username-Password-Authentication",
+                    "provider": "google-oauth2" if social else "auth0",
+                    "isSocial": social,
+                },
+                "name": f"{names[user % 10]} {names[(user // 7) % 10]}",
+                "nickname": names[user % 10][:3],
+                "logins_count": rng.randrange(500),
+                "plan": ["free", "pro", "enterprise"][user % 3],
+                "tags": ["beta", "newsletter"] if user % 5 == 0 else [],
+                "updated_at": stamp,
+                "user_id": f"auth0|{user:08x}",
+            }
+            record = {"type": "RECORD", "record": {"stream": "users", "data": data, "emitted_at": 1666325394622}}
+            out.write(orjson.dumps(record) + b"\n")
+            if (seq + 1) % 1000 == 0:
+                state = {
+                    "type": "STREAM",
+                    "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"seq": seq}},
+                }
+                out.write(orjson.dumps({"type": "STATE", "state": state}) + b"\n")
+
+
+CATALOG = {
+    "streams": [
+        {
+            "stream": {"name": "users", "json_schema": {"type": "object"}, "supported_sync_modes": ["incremental"]},
+            "sync_mode": "incremental",
+            "destination_sync_mode": "append",
+            "primary_key": [["event_id"]],
+        }
+    ]
+}
+
+
+def floor(path: Path) -> dict[str, Any]:
+    """Parse, map and serialise every record in a minimal loop: what this machine allows."""
+    loads, dumps = orjson.loads, orjson.dumps
+    started_cpu, started = time.process_time(), time.perf_counter()
+    count = 0
+    with path.open("rb") as lines:
+        for line in lines:
+            message = loads(line)
+            if message["type"] != "RECORD":
+                continue
+            data = message["record"]["data"]
+            properties = {}
+            for column in PROPERTY_COLUMNS:
+                value = data["identities"]["provider"] if column == "identities.provider" else data.get(column)
+                properties[column] = ("true" if value else "false") if type(value) is bool else value
+            item = {
+                "identity": data["email"],
+                "event": data["identities"]["connection"],
+                "timestamp": data["updated_at"],
+                "properties": properties,
+            }
+            dumps(item)
+            count += 1
+    cpu = time.process_time() - started_cpu
+    return {
+        "records": count,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu,
+        "cpu_us_per_record": cpu / count * 1e6,
+    }
+
+
+def connector(path: Path, records: int, faults: Faults, **options: Any) -> dict[str, Any]:
+    """Runs `main.py write` on the file against a fresh sandbox; measures wall time, CPU and peak RSS."""
+    with HeapSandbox(faults) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        config = {"app_id": "11", "base_url": sandbox.url, "api": API, "max_events_per_minute": UNLIMITED, **options}
+        (Path(tmp) / "config.json").write_text(json.dumps(config))
+        (Path(tmp) / "catalog.json").write_text(json.dumps(CATALOG))
+        args = [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "write",
+            "--config",
+            f"{tmp}/config.json",
+            "--catalog",
+            f"{tmp}/catalog.json",
+        ]
+        with path.open("rb") as stdin, tempfile.TemporaryFile() as stdout:
+            started = time.perf_counter()
+            process = subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(process.pid, 0)
+            seconds = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            stdout.seek(0)
+            messages = [orjson.loads(line) for line in stdout]
+        snapshot = sandbox.state.snapshot()
+    if process.returncode != 0:
+        raise SystemExit(f"connector exited {process.returncode}: {[m for m in messages if m['type'] == 'TRACE']}")
+    if snapshot["accepted_count"] != records:
+        raise SystemExit(f"sandbox accepted {snapshot['accepted_count']} of {records} records")
+    cpu = usage.ru_utime + usage.ru_stime
+    requests_made = snapshot["requests"]
+    return {
+        "records": records,
+        "seconds": seconds,
+        "records_per_second": records / seconds,
+        "cpu_seconds": cpu,
+        "cpu_us_per_record": cpu / records * 1e6,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "requests": requests_made,
+        "throttled_share": snapshot["statuses"].get(429, 0) / max(requests_made, 1),
+        "states": sum(1 for m in messages if m["type"] == "STATE"),
+    }
+
+
+def per_row(path: Path, records: int, latency: float) -> dict[str, Any]:
+    """One request per record on a fresh connection, as the original connector sent them."""
+    with HeapSandbox(Faults(latency=latency, keep_items=False)) as sandbox, path.open("rb") as lines:
+        started = time.perf_counter()
+        sent = 0
+        for line in lines:
+            message = orjson.loads(line)
+            if message["type"] != "RECORD":
+                continue
+            data = message["record"]["data"]
+            body = {
+                "app_id": "11",
+                "identity": data["email"],
+                "event": data["identities"]["connection"],
+                "properties": {"name": data["name"]},
+            }
+            requests.post(f"{sandbox.url}/api/track", json=body, timeout=30).raise_for_status()
+            sent += 1
+            if sent == records:
+                break
+        seconds = time.perf_counter() - started
+    return {"records": sent, "seconds": seconds, "records_per_second": sent / seconds}
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate, with every run's rate beside it."""
+    ordered = sorted(runs, key=lambda run: run["records_per_second"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["all_records_per_second"] = [round(run["records_per_second"]) for run in runs]
+    return chosen
+
+
+def startup() -> dict[str, Any]:
+    """CPU and peak RSS of `main.py spec`: the fixed cost of starting the CDK-based process."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "spec"], stdout=subprocess.DEVNULL)
+    _, _, usage = os.wait4(process.pid, 0)
+    return {"cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def main() -> None:
+    """Runs every mode and reports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000, help="records for the cpu and latency modes")
+    parser.add_argument("--small", type=int, default=100_000, help="the smaller input of the rss comparison")
+    parser.add_argument("--paced-limit", type=int, default=20_000, help="items per minute for the paced mode")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    paced_records = 3 * args.paced_limit
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "records": args.records,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for size in sorted({args.records, args.small, paced_records}):
+            files[size] = Path(tmp) / f"records-{size}.jsonl"
+            generate(files[size], size)
+        main_file = files[args.records]
+        quiet = Faults(keep_items=False)
+        print(f"floor: {args.records:,} records in-process", flush=True)
+        results["floor"] = min((floor(main_file) for _ in range(args.repeat)), key=lambda run: run["cpu_seconds"])
+        results["startup"] = startup()
+        print("cpu: connector, no faults", flush=True)
+        results["cpu"] = median_of([connector(main_file, args.records, quiet) for _ in range(args.repeat)])
+        results["small"] = connector(files[args.small], args.small, quiet)
+        print("per-row: one request per record, fresh connections", flush=True)
+        results["per_row"] = per_row(main_file, 2_000, 0.0)
+        print(f"latency: connector, sandbox answering after {LATENCY * 1000:.0f} ms", flush=True)
+        latency_faults = Faults(latency=LATENCY, keep_items=False)
+        results["latency"] = median_of([connector(main_file, args.records, latency_faults) for _ in range(args.repeat)])
+        results["per_row_latency"] = per_row(main_file, 100, LATENCY)
+        print(f"paced: {paced_records:,} records at {args.paced_limit:,} items per minute", flush=True)
+        paced_faults = Faults(rate_limit=args.paced_limit, rate_window=60.0, keep_items=False)
+        paced = connector(files[paced_records], paced_records, paced_faults, max_events_per_minute=args.paced_limit)
+        paced["achieved_share_of_limit"] = (paced_records - args.paced_limit) / paced["seconds"] * 60 / args.paced_limit
+        results["paced"] = paced
+    report(results)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(results: dict[str, Any]) -> None:
+    """Prints the results as a Markdown table with the targets beside them."""
+    floor_run, cpu, small, latency = results["floor"], results["cpu"], results["small"], results["latency"]
+    cpu_us, floor_us = cpu["cpu_us_per_record"], floor_run["cpu_us_per_record"]
+    marginal_us = (cpu["cpu_seconds"] - small["cpu_seconds"]) / (cpu["records"] - small["records"]) * 1e6
+    per_row_rate = results["per_row"]["records_per_second"]
+    per_row_latency_rate = results["per_row_latency"]["records_per_second"]
+    large_rss = cpu["peak_rss_mb"]
+    rss_growth = large_rss / small["peak_rss_mb"] - 1
+    rows = [
+        ("cpu: records/s end to end", f"{cpu['records_per_second']:,.0f}", ">= 50,000"),
+        (
+            "cpu: CPU per record, connector / floor",
+            f"{cpu_us:.1f} us / {floor_us:.1f} us = {cpu_us / floor_us:.2f}x",
+            "<= 2.5x",
+        ),
+        ("cpu: of which per record beyond startup", f"{marginal_us:.1f} us ({marginal_us / floor_us:.2f}x floor)", ""),
+        ("cpu: startup (`main.py spec`)", f"{results['startup']['cpu_seconds']:.2f} s CPU", ""),
+        ("cpu: requests", f"{cpu['requests']:,} for {cpu['records']:,} records", "records / 1000"),
+        (
+            "per-row: records/s, no latency",
+            f"{per_row_rate:,.0f} (connector: {cpu['records_per_second'] / per_row_rate:,.0f}x)",
+            "",
+        ),
+        ("latency 50 ms: records/s", f"{latency['records_per_second']:,.0f}", ">= 10,000"),
+        (
+            "latency 50 ms: connector / per-row",
+            f"{latency['records_per_second'] / per_row_latency_rate:,.0f}x",
+            ">= 200x",
+        ),
+        ("paced: achieved share of the limit", f"{results['paced']['achieved_share_of_limit']:.1%}", ">= 95%"),
+        ("paced: requests throttled", f"{results['paced']['throttled_share']:.1%}", "<= 1%"),
+        (
+            f"rss: peak, {small['records']:,} / {cpu['records']:,} records",
+            f"{small['peak_rss_mb']:.0f} MB / {large_rss:.0f} MB ({rss_growth:+.1%})",
+            "<= 150 MB, within 10%",
+        ),
+    ]
+    print(f"\n{results['date']}, {results['machine']}\n")
+    print("| measure | result | target |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+
+if __name__ == "__main__":
+    main()
