@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,13 @@ import requests
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 EXCERPT = 200
+TEXT_CAP = 4000
 USER_AGENT = "airbyte-destination-heap-analytics"
+APP_ID = r"(app[\W_]?id|environment)"
+BAD_APP_ID = re.compile(
+    rf"(invalid|unknown|bad)[\W_]{{0,3}}{APP_ID}|{APP_ID}[\W_]{{0,3}}(is[\W_])?(invalid|unknown|not found)",
+    re.IGNORECASE,
+)
 
 
 class Verdict(enum.Enum):
@@ -37,10 +44,11 @@ class Answer:
     text: str = ""
     retry_after: float | None = None
 
-    def describe(self) -> str:
-        """The status and a short excerpt of the answer, for messages."""
+    def describe(self, text: str | None = None) -> str:
+        """The status and a short excerpt of the answer (or of `text`, a redacted copy of it), for messages."""
         head = f"HTTP {self.status}" if self.status is not None else "no answer"
-        return f"{head}: {self.text}" if self.text else head
+        excerpt = (self.text if text is None else text)[:EXCERPT]
+        return f"{head}: {excerpt}" if excerpt else head
 
 
 class HeapClient:
@@ -74,7 +82,7 @@ class HeapClient:
 def classify(response: requests.Response) -> Answer:
     """The verdict for an HTTP response from Heap."""
     status = response.status_code
-    text = " ".join(response.text[:EXCERPT].split())
+    text = " ".join(response.text[:TEXT_CAP].split())
     if 200 <= status < 300:
         return Answer(Verdict.ACCEPTED, status)
     if status == 429:
@@ -108,8 +116,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def _names_app_id(text: str) -> bool:
-    lowered = text.lower().replace(" ", "_")
-    return "app_id" in lowered or "appid" in lowered or "environment" in lowered
+    return BAD_APP_ID.search(text) is not None
 
 
 def _root_cause(error: BaseException) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_PROPERTY_NAME = 1023
 REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
@@ -55,17 +55,32 @@ class _Api(BaseModel):
 class TrackApi(_Api):
     api_type: Literal["track"]
     event_column: str
-    identity_column: str
+    identity_column: str | None = None
+    user_id_column: str | None = None
     timestamp_column: str | None = None
     idempotency_key_column: str | None = None
 
     endpoint: ClassVar[str] = "/api/track"
     items_field: ClassVar[str] = "events"
 
+    @model_validator(mode="after")
+    def _identity_or_user_id(self) -> TrackApi:
+        if (self.identity_column is None) == (self.user_id_column is None):
+            raise ValueError(
+                "set exactly one of identity_column and user_id_column: Heap takes an identity or an SDK user_id, "
+                "never both"
+            )
+        return self
+
     @property
     def key_column(self) -> str:
         """The column that names the Heap user each event belongs to."""
-        return self.identity_column
+        return self.identity_column or self.user_id_column
+
+    @property
+    def key_field(self) -> str:
+        """The Heap field the key column fills."""
+        return "identity" if self.identity_column else "user_id"
 
 
 class UserPropertiesApi(_Api):
@@ -79,6 +94,8 @@ class UserPropertiesApi(_Api):
     def key_column(self) -> str:
         """The column that names the Heap user."""
         return self.identity_column
+
+    key_field: ClassVar[str] = "identity"
 
     @field_validator("property_columns")
     @classmethod
@@ -104,6 +121,8 @@ class AccountPropertiesApi(_Api):
         """The column that names the Heap account."""
         return self.account_id_column
 
+    key_field: ClassVar[str] = "account_id"
+
 
 ApiConfig = Annotated[TrackApi | UserPropertiesApi | AccountPropertiesApi, Field(discriminator="api_type")]
 
@@ -122,6 +141,9 @@ class HeapConfig(BaseModel):
     max_retry_seconds: int = Field(600, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=10_000)
     request_timeout_seconds: int = Field(60, ge=1)
+    progress_interval_seconds: int = Field(30, ge=1)
+    dry_run: bool = False
+    dry_run_payloads: int = Field(10, ge=0)
 
     @field_validator("app_id", mode="before")
     @classmethod

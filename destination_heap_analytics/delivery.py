@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
-from .client import Answer, HeapClient, Verdict
+from .client import EXCERPT, Answer, HeapClient, Verdict
 from .config import config_error
 from .mapping import HeapItem
 from .pacing import RateLimiter
@@ -26,6 +27,8 @@ logger = logging.getLogger("airbyte")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 REDACTED = "<redacted>"
+MIN_REDACTED = 4
+TOKEN = re.compile(r'[^\s"\\,:{}\[\]]+')
 
 
 class Stopped(Exception):
@@ -93,7 +96,7 @@ class BatchSender:
                 parts += [second, first]
             else:
                 item = part.items[0]
-                reason = f"Heap answered {redact(answer.describe(), [item])}"
+                reason = f"Heap answered {described(answer, [item])}"
                 result.rejections.append(Rejection(item.position, item.records, reason))
         return result
 
@@ -123,7 +126,7 @@ class BatchSender:
                     message=(
                         f"Heap did not accept a request to {self.client.url} within the "
                         f"{self.retry_seconds:g}s retry budget ({attempt} attempts); last answer: "
-                        f"{redact(answer.describe(), part.items)}. The sync can be resumed from its last state."
+                        f"{described(answer, part.items)}. The sync can be resumed from its last state."
                     ),
                     failure_type=FailureType.transient_error,
                 )
@@ -133,7 +136,7 @@ class BatchSender:
                 self.client.url,
                 delay,
                 attempt,
-                redact(answer.describe(), part.items),
+                described(answer, part.items),
             )
             result.retries += 1
             if self.stop.wait(delay):
@@ -147,29 +150,59 @@ class BatchSender:
         if answer.verdict is Verdict.BAD_APP_ID:
             raise config_error(
                 f"Heap rejected app_id '{self.app_id}': check the environment id under "
-                f"Account > Manage > Projects ({redact(answer.describe(), part.items)})"
+                f"Account > Manage > Projects ({described(answer, part.items)})"
             )
         if answer.verdict is Verdict.FATAL:
             raise AirbyteTracedException(
-                message=f"Heap answered {redact(answer.describe(), part.items)} to {self.client.url}; not retried.",
+                message=f"Heap answered {described(answer, part.items)} to {self.client.url}; not retried.",
                 failure_type=FailureType.system_error,
             )
         return answer
 
 
-def redact(text: str, items: Iterable[HeapItem]) -> str:
-    """The text with every identity and string value of the items blanked out."""
+class DryRunSender:
+    """Stands in for BatchSender in a dry run: sends nothing, logs the first items as they would go."""
+
+    def __init__(self, url: str, shown: int) -> None:
+        self.url = url
+        self.shown = shown
+        self.stop = threading.Event()
+
+    def send(self, batch: Batch) -> BatchResult:
+        """Accepts a batch without sending it, logging items until `shown` have been logged."""
+        for item in batch.items[: max(0, self.shown)]:
+            self.shown -= 1
+            payload = orjson.dumps(item.body, option=orjson.OPT_INDENT_2).decode()
+            logger.info(
+                "Dry run: record %d would go to %s in request %d as\n%s", item.position, self.url, batch.number, payload
+            )
+        return BatchResult(batch.number, len(batch.items), batch.records, requests=1)
+
+
+def described(answer: Answer, items: Iterable[HeapItem]) -> str:
+    """The answer's status and excerpt with every identity and value of the items blanked out."""
+    return answer.describe(redact(answer.text, items))
+
+
+def redact(text: str, items: Iterable[HeapItem], limit: int = EXCERPT) -> str:
+    """At most `limit` characters of the text, with every string value of the items blanked out: whole,
+    JSON-escaped, or cut short at its end."""
     values: set[str] = set()
     for item in items:
         _strings(item.body, values)
+    values = {value for value in values if len(value) >= MIN_REDACTED}
     for value in sorted(values, key=len, reverse=True):
-        if len(value) < 3:
-            continue
         text = text.replace(value, REDACTED)
         escaped = orjson.dumps(value).decode()[1:-1]
         if escaped != value:
             text = text.replace(escaped, REDACTED)
-    return text
+    return TOKEN.sub(lambda token: _prefix_of_any(token.group(), values), text[:limit])
+
+
+def _prefix_of_any(token: str, values: set[str]) -> str:
+    if len(token) < MIN_REDACTED or token == REDACTED:
+        return token
+    return REDACTED if any(value.startswith(token) for value in values) else token
 
 
 def _strings(value: Any, into: set[str]) -> None:
@@ -190,7 +223,7 @@ class Pipeline:
     still in flight waits for that earlier batch, so updates to one key reach Heap in order.
     """
 
-    def __init__(self, sender: BatchSender, workers: int, ordered: bool) -> None:
+    def __init__(self, sender: BatchSender | DryRunSender, workers: int, ordered: bool) -> None:
         self.sender = sender
         self.workers = workers
         self.ordered = ordered

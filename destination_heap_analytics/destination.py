@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import gc
 import io
@@ -29,6 +30,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
 from .config import HeapConfig
+from .schema_check import check_columns
 from .sync import InvalidLine, Message, Sync, single_stream
 
 logger = logging.getLogger("airbyte")
@@ -36,6 +38,13 @@ logger = logging.getLogger("airbyte")
 
 class DestinationHeapAnalytics(Destination):
     """Loads one Airbyte stream into Heap's track, add_user_properties or add_account_properties API."""
+
+    dry_run_requested = False
+
+    def parse_args(self, args: list[str]) -> argparse.Namespace:
+        """The CDK's arguments, plus `--dry-run` for `write`: map and batch, send nothing."""
+        self.dry_run_requested = "--dry-run" in args
+        return super().parse_args([arg for arg in args if arg != "--dry-run"])
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Validates the config, then posts one empty bulk request, which creates nothing in Heap."""
@@ -79,8 +88,10 @@ class DestinationHeapAnalytics(Destination):
     def _sync(
         self, config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog, messages: Iterable[Message]
     ) -> Iterator[AirbyteMessage]:
-        heap_config = HeapConfig.parse(config)
-        sync = Sync(heap_config, single_stream(catalog))
+        heap_config = HeapConfig.parse({**config, "dry_run": True} if self.dry_run_requested else config)
+        stream = single_stream(catalog)
+        check_columns(heap_config.api, stream)
+        sync = Sync(heap_config, stream)
         logger.info("Loading stream '%s' into %s", sync.stream_name, heap_config.endpoint_url)
         yield from sync.run(messages)
 

@@ -17,6 +17,7 @@ from .config import HeapConfig, TrackApi, UserPropertiesApi
 MAX_TEXT = 1023
 MAX_EVENT = 1024
 MAX_IDENTITY = 255
+MAX_USER_ID = 2**53 - 1
 EPOCH_MILLIS_FROM = 100_000_000_000
 INT64_MIN = -(2**63)
 UINT64_MAX = 2**64 - 1
@@ -195,7 +196,7 @@ class IdempotencyKey:
             notes.append(KEY_FROM_RECORD_HASH)
         elif self.key_paths:
             values = [_walk(record, path) for path in self.key_paths]
-            if all(value is not None for value in values):
+            if None not in values:
                 return stable_hash([self.stream, values])
         return stable_hash([self.stream, record])
 
@@ -215,7 +216,7 @@ class RecordMapper:
     def __init__(self, config: HeapConfig, idempotency_key: IdempotencyKey | None = None) -> None:
         api = config.api
         self.track = isinstance(api, TrackApi)
-        self.key_field = "account_id" if api.items_field == "accounts" else "identity"
+        self.key_field = api.key_field
         self.key = Column(api.key_column)
         self.event = Column(api.event_column) if self.track else None
         self.timestamp = Column(api.timestamp_column) if self.track and api.timestamp_column else None
@@ -234,6 +235,8 @@ class RecordMapper:
             return Unmappable(f"{self.key_field} is not a string or number", position)
         if len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position)
+        if self.key_field == "user_id" and not (key.isdigit() and int(key) <= MAX_USER_ID):
+            return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
         if self.track:

@@ -111,6 +111,7 @@ class RateLimiter:
         self.clock = clock
         self.scale = 1.0
         self.paused_until = 0.0
+        self.waiting = 0
         self.lock = threading.Lock()
 
     def reserve(self, keys: Iterable[str], stop: threading.Event) -> tuple[list[float], float]:
@@ -120,6 +121,7 @@ class RateLimiter:
         if self.key_counts_requests:
             counts = dict.fromkeys(counts, 1)
         started = self.clock()
+        waiting = 0
         while True:
             with self.lock:
                 now = self.clock()
@@ -130,8 +132,13 @@ class RateLimiter:
                 )
                 if wait <= 0:
                     self.keys.add(counts)
+                    self.waiting -= waiting
                     return self.app.add(units, now), now - started
+                self.waiting += 1 - waiting
+                waiting = 1
             if stop.wait(min(wait, 1.0)):
+                with self.lock:
+                    self.waiting -= waiting
                 return [], self.clock() - started
 
     def settle(self, entry: list[float]) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .delivery import BatchResult
+
+logger = logging.getLogger("airbyte")
 
 
 @dataclass
@@ -61,6 +67,60 @@ class SyncStats:
             "unmappable_by_reason": dict(self.unmappable),
             "values_adjusted": dict(self.adjusted),
         }
+
+
+class ProgressLog:
+    """Logs a sync's totals at a steady interval from a background thread, so a slow sync looks alive."""
+
+    def __init__(self, stats: SyncStats, interval: float, waiting: Callable[[], int]) -> None:
+        self.stats = stats
+        self.interval = interval
+        self.waiting = waiting
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="heap-progress", daemon=True)
+        self.started = self.last_time = time.monotonic()
+        self.last_delivered = 0
+
+    def start(self) -> None:
+        """Starts the periodic lines."""
+        self.started = self.last_time = time.monotonic()
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stops the periodic lines."""
+        self.stopped.set()
+
+    def log(self, label: str) -> None:
+        """Logs one line: totals, reasons, the rate since the last line, and time spent on rate limits."""
+        stats, now = self.stats, time.monotonic()
+        delivered = stats.records_delivered
+        rate = (delivered - self.last_delivered) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_delivered = now, delivered
+        reasons = [f"rejected by Heap: {reason} x{count}" for reason, count in list(stats.rejected.items())]
+        reasons += [f"not sendable: {reason} x{count}" for reason, count in list(stats.unmappable.items())]
+        reasons += [f"adjusted: {note} x{count}" for note, count in list(stats.adjusted.items())]
+        logger.info(
+            "%s after %.0fs: %d records read, %d delivered, %d rejected by Heap, %d not sendable; "
+            "%d requests (%d throttled, %d retried); %.0f records/s; %.1fs spent waiting on rate limits, "
+            "%d requests waiting now.%s",
+            label,
+            now - self.started,
+            stats.records_read,
+            delivered,
+            stats.records_rejected,
+            stats.records_unmappable,
+            stats.requests,
+            stats.throttled,
+            stats.retries,
+            rate,
+            stats.paced_seconds,
+            self.waiting(),
+            (" " + "; ".join(reasons)) if reasons else "",
+        )
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.log("Progress")
 
 
 def _reason_kind(reason: str) -> str:

@@ -24,16 +24,15 @@ from .batching import Batch, BatchBuilder, ItemTooLarge, RequestBody
 from .checkpoint import CheckpointTracker
 from .client import HeapClient
 from .config import HeapConfig, TrackApi, config_error
-from .delivery import BatchResult, BatchSender, Pipeline
+from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline
 from .mapping import IdempotencyKey, RecordMapper, Unmappable
 from .pacing import PROPERTIES_PER_IDENTITY, TRACK_PER_IDENTITY, RateLimiter
-from .stats import SyncStats
+from .stats import ProgressLog, SyncStats
 
 logger = logging.getLogger("airbyte")
 
 WORKERS = 4
 FLUSH_AFTER_SECONDS = 5.0
-PROGRESS_EVERY_SECONDS = 30.0
 REJECTIONS_LOGGED = 100
 SUMMARY_TRACE = "heap_sync_summary"
 
@@ -80,26 +79,33 @@ class Sync:
     def __init__(self, config: HeapConfig, stream: ConfiguredAirbyteStream) -> None:
         self.config = config
         self.stream_name = stream.stream.name
+        self.checkpoints = CheckpointTracker()
+        self.stats = SyncStats()
         self.mapper = RecordMapper(config, idempotency_key_for(config, stream))
         track = isinstance(config.api, TrackApi)
         body = RequestBody(config.app_id, config.api.items_field)
         self.builder = BatchBuilder(body, config.max_request_bytes, merge=not track)
-        limiter = RateLimiter(
+        self.dry_run = config.dry_run
+        self.limiter = RateLimiter(
             config.max_events_per_minute,
             TRACK_PER_IDENTITY if track else PROPERTIES_PER_IDENTITY,
             key_counts_requests=not track,
         )
-        sender = BatchSender(
-            HeapClient(config.endpoint_url, config.request_timeout_seconds),
-            limiter,
-            body,
-            config.app_id,
-            config.max_retry_seconds,
-            threading.Event(),
-        )
-        self.pipeline = Pipeline(sender, WORKERS, ordered=not track)
-        self.checkpoints = CheckpointTracker()
-        self.stats = SyncStats()
+        if self.dry_run:
+            sender: BatchSender | DryRunSender = DryRunSender(config.endpoint_url, config.dry_run_payloads)
+            logger.info("Dry run: nothing is sent to Heap and no STATE is passed on.")
+        else:
+            sender = BatchSender(
+                HeapClient(config.endpoint_url, config.request_timeout_seconds),
+                self.limiter,
+                body,
+                config.app_id,
+                config.max_retry_seconds,
+                threading.Event(),
+            )
+        self.pipeline = Pipeline(sender, 1 if self.dry_run else WORKERS, ordered=not track)
+        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, lambda: self.limiter.waiting)
+        self.states_withheld = 0
         self.fail_on_rejection = config.on_rejected_record == "fail"
         self.since_state = 0
         self.batch_opened = time.monotonic()
@@ -109,9 +115,7 @@ class Sync:
 
     def run(self, messages: Iterable[Message]) -> Iterator[AirbyteMessage]:
         """Sends every record, yielding each STATE once the records before it are settled."""
-        started = time.monotonic()
-        next_progress = started + PROGRESS_EVERY_SECONDS
-        stats = self.stats
+        self.progress.start()
         try:
             for message in messages:
                 kind = type(message)
@@ -122,16 +126,25 @@ class Sync:
                 else:
                     out = self._state(message)
                 if out:
-                    yield from out
-                if stats.records_read % 1000 == 0 and time.monotonic() >= next_progress:
-                    self._log_progress("Progress", started)
-                    next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
-            yield from self._settle(self._submit(self.builder.seal()))
-            yield from self._settle(self.pipeline.drain())
+                    yield from self._pass(out)
+            yield from self._pass(self._settle(self._submit(self.builder.seal())))
+            yield from self._pass(self._settle(self.pipeline.drain()))
         finally:
+            self.progress.stop()
             self.pipeline.close()
-        self._log_progress("Sync finished", started)
+        if self.dry_run:
+            self.progress.log("Dry run finished")
+            logger.info("Dry run: %d STATE messages withheld.", self.states_withheld)
+        else:
+            self.progress.log("Sync finished")
         yield self._summary_message()
+
+    def _pass(self, states: list[AirbyteMessage]) -> list[AirbyteMessage]:
+        """The STATE messages to pass on: all of them, or none in a dry run."""
+        if self.dry_run:
+            self.states_withheld += len(states)
+            return []
+        return states
 
     def _record(self, stream: str, data: Mapping[str, Any], emitted_at: int) -> list[AirbyteMessage] | None:
         stats = self.stats
@@ -196,25 +209,6 @@ class Sync:
             )
         self.stats.unmappable[unmappable.reason] += 1
 
-    def _log_progress(self, label: str, started: float) -> None:
-        stats = self.stats
-        elapsed = max(time.monotonic() - started, 1e-9)
-        logger.info(
-            "%s: %d records read, %d delivered, %d rejected by Heap, %d not sendable, "
-            "%d requests (%d throttled, %d retried), %.0f records/s, %.1fs waiting on rate limits. %s",
-            label,
-            stats.records_read,
-            stats.records_delivered,
-            stats.records_rejected,
-            stats.records_unmappable,
-            stats.requests,
-            stats.throttled,
-            stats.retries,
-            stats.records_delivered / elapsed,
-            stats.paced_seconds,
-            _reasons(stats),
-        )
-
     def _summary_message(self) -> AirbyteMessage:
         return AirbyteMessage(
             type=Type.TRACE,
@@ -226,10 +220,3 @@ class Sync:
                 ),
             ),
         )
-
-
-def _reasons(stats: SyncStats) -> str:
-    parts = [f"rejected: {reason} x{count}" for reason, count in stats.rejected.items()]
-    parts += [f"not sendable: {reason} x{count}" for reason, count in stats.unmappable.items()]
-    parts += [f"adjusted: {note} x{count}" for note, count in stats.adjusted.items()]
-    return "; ".join(parts)

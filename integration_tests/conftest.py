@@ -107,6 +107,7 @@ def run_connector(
     catalog_json: dict | None = None,
     on_message: Callable[[dict], None] | None = None,
     timeout: float = 300,
+    extra_args: list[str] | None = None,
 ) -> Run:
     """Runs `main.py <command>` as a subprocess, feeding messages on stdin; calls on_message as each line arrives."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +118,7 @@ def run_connector(
         if command == "write":
             (Path(tmp) / "catalog.json").write_text(json.dumps(catalog_json or catalog()))
             args += ["--catalog", str(Path(tmp) / "catalog.json")]
+        args += extra_args or []
         process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
         def feed() -> None:

@@ -30,7 +30,7 @@ try:
         return orjson.loads(data)
 
     def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 except ImportError:  # the sandbox also runs with the standard library alone
 
     def _loads(data: bytes) -> Any:
@@ -51,6 +51,7 @@ class Faults:
     """What the sandbox does besides answering correctly. Rates are chances per request."""
 
     fail_rate: float = 0.0
+    fail_status: int = 500
     throttle_rate: float = 0.0
     retry_after: float | None = 1.0
     drop_rate: float = 0.0
@@ -62,6 +63,8 @@ class Faults:
     poison: str = ""
     max_body_bytes: int = 0
     keep_items: bool = True
+    validate: bool = True
+    echo_body: bool = False
     seed: int = 1
 
 
@@ -181,7 +184,7 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
             if stall:
                 time.sleep(faults.stall_seconds)
             if fail:
-                self._answer(500, b'{"error": "internal error"}')
+                self._error(faults.fail_status, "internal error", body)
                 return
             if throttle:
                 self._throttle(faults.retry_after)
@@ -194,10 +197,11 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 if (state.app_ids is not None and app_id not in state.app_ids) or not app_id.isdigit():
                     self._answer(400, _dumps({"error": f"Invalid app_id: {app_id}"}))
                     return
-                for item in items:
-                    _validate(field, item, faults.poison)
+                if faults.validate:
+                    for item in items:
+                        _validate(field, item, faults.poison)
             except BadRequest as error:
-                self._answer(400, _dumps({"error": str(error)}))
+                self._error(400, str(error), body)
                 return
             with state.lock:
                 wait = _rate_wait(state, len(items), faults)
@@ -210,6 +214,13 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 self._drop()
                 return
             self._answer(200, b"{}")
+
+        def _error(self, status: int, message: str, body: bytes) -> None:
+            """An error answer; with echo_body it quotes the request, as some servers do."""
+            error: dict[str, Any] = {"error": message}
+            if state.faults.echo_body:
+                error["request"] = body[:400].decode(errors="replace")
+            self._answer(status, _dumps(error))
 
         def _throttle(self, retry_after: float | None) -> None:
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}

@@ -42,6 +42,8 @@ def sent_identities(request):
         (400, '{"error": "Invalid app_id"}', Verdict.BAD_APP_ID),
         (401, "", Verdict.BAD_APP_ID),
         (400, '{"error": "bad property"}', Verdict.REJECTED),
+        (400, '{"error": "value refused", "request": "{\\"app_id\\":\\"11\\"}"}', Verdict.REJECTED),
+        (400, "Unknown environment", Verdict.BAD_APP_ID),
         (413, "", Verdict.TOO_LARGE),
         (429, "", Verdict.THROTTLED),
         (503, "", Verdict.TRANSIENT),

@@ -1,6 +1,7 @@
 """The rate limiter keeps sliding-window ceilings per app and per key, and adapts to throttling."""
 
 import threading
+import time
 
 from destination_heap_analytics.pacing import RECEIPT_MARGIN, KeyBuckets, RateLimiter, SlidingWindow
 
@@ -94,3 +95,18 @@ def test_key_buckets_bound_every_recent_window_and_forget_old_ones():
     assert wait == 60.0 + RECEIPT_MARGIN - 50.0
     assert buckets.wait_for({"a": 1}, 1000, 50.0 + wait) > 0, "the previous bucket still counts"
     assert buckets.wait_for({"a": 1}, 1000, 2 * (60.0 + RECEIPT_MARGIN) + 1) == 0.0
+
+
+def test_waiting_counts_senders_held_by_the_limiter():
+    limiter = RateLimiter(1000, (10**9, 60.0), key_counts_requests=False)
+    limiter.reserve(["a"] * 1000, threading.Event())
+    stop = threading.Event()
+    held = threading.Thread(target=limiter.reserve, args=(["b"], stop))
+    held.start()
+    deadline = time.monotonic() + 5
+    while limiter.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert limiter.waiting == 1
+    stop.set()
+    held.join(5)
+    assert limiter.waiting == 0
