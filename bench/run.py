@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -39,6 +40,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from destination_heap_analytics.config import HeapConfig  # noqa: E402
+from destination_heap_analytics.mapping import IdempotencyKey, RecordMapper  # noqa: E402
 from integration_tests.heap_sandbox import Faults  # noqa: E402
 
 API = {
@@ -107,10 +110,15 @@ CATALOG = {
 
 
 def floor(path: Path) -> dict[str, Any]:
-    """Parse, map and serialise every record in a minimal loop: what this machine allows."""
-    loads, dumps = orjson.loads, orjson.dumps
+    """Parse, map and serialise every record in a minimal loop: what this machine allows.
+
+    The loop builds the very item the connector sends (checked by `same_item`), idempotency key
+    included, but hard-codes this benchmark's columns instead of resolving them.
+    """
+    loads, dumps, blake2b, sort = orjson.loads, orjson.dumps, hashlib.blake2b, orjson.OPT_SORT_KEYS
     started_cpu, started = time.process_time(), time.perf_counter()
     count = 0
+    first = None
     with path.open("rb") as lines:
         for line in lines:
             message = loads(line)
@@ -126,16 +134,29 @@ def floor(path: Path) -> dict[str, Any]:
                 "event": data["identities"]["connection"],
                 "timestamp": data["updated_at"],
                 "properties": properties,
+                "idempotency_key": blake2b(
+                    dumps(["users", [data["event_id"]]], option=sort), digest_size=16
+                ).hexdigest(),
             }
             dumps(item)
+            first = first or (data, item)
             count += 1
     cpu = time.process_time() - started_cpu
+    same_item(*first)
     return {
         "records": count,
         "seconds": time.perf_counter() - started,
         "cpu_seconds": cpu,
         "cpu_us_per_record": cpu / count * 1e6,
     }
+
+
+def same_item(data: dict[str, Any], floor_item: dict[str, Any]) -> None:
+    """Stops the benchmark if the floor's item differs from what the connector maps the record to."""
+    config = HeapConfig.parse({"app_id": "11", "api": API})
+    mapped = RecordMapper(config, IdempotencyKey("users", key_paths=[["event_id"]]))(data, 0, 1)
+    if mapped.body != floor_item:
+        raise SystemExit(f"the floor builds {floor_item}, the connector {mapped.body}")
 
 
 @contextlib.contextmanager

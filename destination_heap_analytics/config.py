@@ -46,6 +46,11 @@ class _Api(BaseModel):
         return value
 
     @property
+    def key_column(self) -> str:
+        """The column that fills the Heap field naming the user or account (`<key_field>_column`)."""
+        return getattr(self, f"{self.key_field}_column")
+
+    @property
     def properties(self) -> tuple[str, ...] | None:
         """The named property columns, or None for every column (`*`)."""
         names = split_columns(self.property_columns)
@@ -73,11 +78,6 @@ class TrackApi(_Api):
         return self
 
     @property
-    def key_column(self) -> str:
-        """The column that names the Heap user each event belongs to."""
-        return self.identity_column or self.user_id_column
-
-    @property
     def key_field(self) -> str:
         """The Heap field the key column fills."""
         return "identity" if self.identity_column else "user_id"
@@ -89,11 +89,6 @@ class UserPropertiesApi(_Api):
 
     endpoint: ClassVar[str] = "/api/add_user_properties"
     items_field: ClassVar[str] = "users"
-
-    @property
-    def key_column(self) -> str:
-        """The column that names the Heap user."""
-        return self.identity_column
 
     key_field: ClassVar[str] = "identity"
 
@@ -115,11 +110,6 @@ class AccountPropertiesApi(_Api):
 
     endpoint: ClassVar[str] = "/api/add_account_properties"
     items_field: ClassVar[str] = "accounts"
-
-    @property
-    def key_column(self) -> str:
-        """The column that names the Heap account."""
-        return self.account_id_column
 
     key_field: ClassVar[str] = "account_id"
 
