@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -9,6 +10,8 @@ import orjson
 from .mapping import HeapItem
 
 MAX_ITEMS = 1000
+RECORDS = attrgetter("records")
+KEY = attrgetter("key")
 
 
 class ItemTooLarge(Exception):
@@ -36,7 +39,12 @@ class Batch:
     @property
     def records(self) -> int:
         """How many source records the items stand for."""
-        return sum(item.records for item in self.items)
+        return sum(map(RECORDS, self.items))
+
+    @property
+    def keys(self) -> list[str]:
+        """The user or account key of each item, in order."""
+        return list(map(KEY, self.items))
 
     def halves(self) -> tuple[Batch, Batch]:
         """Two batches with the same number, each holding half of the items in order."""

@@ -106,7 +106,7 @@ class BatchSender:
         payload = self.body(part)
         attempt = 0
         while True:
-            entry, waited = self.limiter.reserve((item.key for item in part.items), self.stop)
+            entry, waited = self.limiter.reserve(part.keys, self.stop)
             result.paced_seconds += waited
             if self.stop.is_set():
                 raise Stopped()
