@@ -11,6 +11,7 @@ Modes, all on the same generated data (seed-like user events with nested fields,
   latency   the connector against a sandbox answering after 50 ms (per-row measured the same way)
   paced     the sandbox enforcing a rate limit and the connector configured to it
   rss       peak RSS of the connector for the small input and for the cpu mode's
+  breakdown CPU of the connector's in-process steps per record, and of one POST with its client
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import hashlib
+import http.client
 import json
 import os
 import platform
@@ -40,7 +43,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from destination_heap_analytics.batching import BatchBuilder, RequestBody  # noqa: E402
+from destination_heap_analytics.client import HeapClient  # noqa: E402
 from destination_heap_analytics.config import HeapConfig  # noqa: E402
+from destination_heap_analytics.destination import _from_lines  # noqa: E402
 from destination_heap_analytics.mapping import IdempotencyKey, RecordMapper  # noqa: E402
 from integration_tests.heap_sandbox import Faults  # noqa: E402
 
@@ -262,6 +268,49 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
+def breakdown(path: Path, records: int = 100_000, posts: int = 50) -> dict[str, Any]:
+    """CPU per record of each in-process step of the connector, and per request of its HTTP client.
+
+    The steps keep every record alive between them, so the garbage collector is off while they
+    run; otherwise it would charge them for rescanning that pile, which the connector never builds.
+    """
+    gc.disable()
+    with path.open("rb") as source:
+        lines = [source.readline() for _ in range(records + records // 1000)]
+    steps: dict[str, Any] = {}
+    started = time.process_time()
+    messages = [message for message in _from_lines(lines) if type(message) is tuple]
+    steps["parse_us"] = (time.process_time() - started) / len(messages) * 1e6
+    mapper = RecordMapper(
+        HeapConfig.parse({"app_id": "11", "api": API}), IdempotencyKey("users", key_paths=[["event_id"]])
+    )
+    started = time.process_time()
+    items = [mapper(data, emitted_at, position) for position, (_, data, emitted_at) in enumerate(messages, 1)]
+    steps["map_us"] = (time.process_time() - started) / len(items) * 1e6
+    body = RequestBody("11", "events")
+    builder = BatchBuilder(body, 1_000_000, merge=False)
+    started = time.process_time()
+    batches = [batch for batch in map(builder.add, items) if batch is not None]
+    steps["encode_and_batch_us"] = (time.process_time() - started) / len(items) * 1e6
+    payload = body(batches[0])
+    del lines, messages, items, batches
+    gc.enable()
+    with sandbox_process(Faults(keep_items=False, validate=False)) as url:
+        client = HeapClient(f"{url}/api/track")
+        started = time.thread_time()
+        for _ in range(posts):
+            client.post(payload)
+        steps["requests_post_ms"] = (time.thread_time() - started) / posts * 1000
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        started = time.thread_time()
+        for _ in range(posts):
+            connection.request("POST", "/api/track", body=payload, headers={"Content-Type": "application/json"})
+            connection.getresponse().read()
+        steps["http_client_post_ms"] = (time.thread_time() - started) / posts * 1000
+    return steps
+
+
 def startup() -> dict[str, Any]:
     """CPU and peak RSS of `main.py spec`: the fixed cost of starting the CDK-based process."""
     process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "spec"], stdout=subprocess.DEVNULL)
@@ -294,6 +343,7 @@ def main() -> None:
         print(f"floor: {args.records:,} records in-process", flush=True)
         results["floor"] = min((floor(main_file) for _ in range(args.repeat)), key=lambda run: run["cpu_seconds"])
         results["startup"] = startup()
+        results["breakdown"] = breakdown(main_file)
         print("cpu: connector, no faults", flush=True)
         results["cpu"] = median_of([connector(main_file, args.records, quiet) for _ in range(args.repeat)])
         results["small"] = connector(files[args.small], args.small, quiet)
@@ -315,6 +365,7 @@ def main() -> None:
 def report(results: dict[str, Any]) -> None:
     """Prints the results as a Markdown table with the targets beside them."""
     floor_run, cpu, small, latency = results["floor"], results["cpu"], results["small"], results["latency"]
+    steps = results["breakdown"]
     cpu_us, floor_us = cpu["cpu_us_per_record"], floor_run["cpu_us_per_record"]
     marginal_us = (cpu["cpu_seconds"] - small["cpu_seconds"]) / (cpu["records"] - small["records"]) * 1e6
     per_row_rate = results["per_row"]["records_per_second"]
@@ -330,6 +381,17 @@ def report(results: dict[str, Any]) -> None:
         ),
         ("cpu: of which per record beyond startup", f"{marginal_us:.1f} us ({marginal_us / floor_us:.2f}x floor)", ""),
         ("cpu: startup (`main.py spec`)", f"{results['startup']['cpu_seconds']:.2f} s CPU", ""),
+        (
+            "cpu: in-process steps per record",
+            f"parse {steps['parse_us']:.1f} us, map {steps['map_us']:.1f} us, "
+            f"encode+batch {steps['encode_and_batch_us']:.1f} us",
+            "",
+        ),
+        (
+            "cpu: one 1000-item POST",
+            f"requests {steps['requests_post_ms']:.2f} ms, bare http.client {steps['http_client_post_ms']:.2f} ms",
+            "",
+        ),
         ("cpu: requests", f"{cpu['requests']:,} for {cpu['records']:,} records", "records / 1000"),
         (
             "per-row: records/s, no latency",
