@@ -268,46 +268,58 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
-def breakdown(path: Path, records: int = 100_000, posts: int = 50) -> dict[str, Any]:
+def breakdown(path: Path, posts: int = 50) -> dict[str, Any]:
     """CPU per record of each in-process step of the connector, and per request of its HTTP client.
 
-    The steps keep every record alive between them, so the garbage collector is off while they
-    run; otherwise it would charge them for rescanning that pile, which the connector never builds.
+    The steps run one record at a time, as in the connector, each timed around its own call, after
+    gc.freeze() as in the connector (else collections rescanning the CDK's import-time objects
+    would be charged to whichever step triggers them).
     """
-    gc.disable()
-    with path.open("rb") as source:
-        lines = [source.readline() for _ in range(records + records // 1000)]
-    steps: dict[str, Any] = {}
-    started = time.process_time()
-    messages = [message for message in _from_lines(lines) if type(message) is tuple]
-    steps["parse_us"] = (time.process_time() - started) / len(messages) * 1e6
+    gc.freeze()
     mapper = RecordMapper(
         HeapConfig.parse({"app_id": "11", "api": API}), IdempotencyKey("users", key_paths=[["event_id"]])
     )
-    started = time.process_time()
-    items = [mapper(data, emitted_at, position) for position, (_, data, emitted_at) in enumerate(messages, 1)]
-    steps["map_us"] = (time.process_time() - started) / len(items) * 1e6
     body = RequestBody("11", "events")
     builder = BatchBuilder(body, 1_000_000, merge=False)
-    started = time.process_time()
-    batches = [batch for batch in map(builder.add, items) if batch is not None]
-    steps["encode_and_batch_us"] = (time.process_time() - started) / len(items) * 1e6
-    payload = body(batches[0])
-    del lines, messages, items, batches
-    gc.enable()
+    clock = time.perf_counter_ns
+    parse = mapping = batching = count = 0
+    payload = b""
+    with path.open("rb") as lines:
+        messages = _from_lines(lines)
+        while True:
+            started = clock()
+            message = next(messages, None)
+            parsed = clock()
+            parse += parsed - started
+            if message is None:
+                break
+            if type(message) is not tuple:
+                continue
+            item = mapper(message[1], message[2], count)
+            mapped = clock()
+            full = builder.add(item)
+            batching += clock() - mapped
+            mapping += mapped - parsed
+            count += 1
+            payload = payload or (body(full) if full is not None else b"")
+    steps: dict[str, Any] = {
+        "parse_us": parse / count / 1000,
+        "map_us": mapping / count / 1000,
+        "encode_and_batch_us": batching / count / 1000,
+    }
     with sandbox_process(Faults(keep_items=False, validate=False)) as url:
         client = HeapClient(f"{url}/api/track")
-        started = time.thread_time()
+        started_cpu = time.thread_time()
         for _ in range(posts):
             client.post(payload)
-        steps["requests_post_ms"] = (time.thread_time() - started) / posts * 1000
+        steps["requests_post_ms"] = (time.thread_time() - started_cpu) / posts * 1000
         host, port = url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=60)
-        started = time.thread_time()
+        started_cpu = time.thread_time()
         for _ in range(posts):
             connection.request("POST", "/api/track", body=payload, headers={"Content-Type": "application/json"})
             connection.getresponse().read()
-        steps["http_client_post_ms"] = (time.thread_time() - started) / posts * 1000
+        steps["http_client_post_ms"] = (time.thread_time() - started_cpu) / posts * 1000
     return steps
 
 
@@ -343,7 +355,7 @@ def main() -> None:
         print(f"floor: {args.records:,} records in-process", flush=True)
         results["floor"] = min((floor(main_file) for _ in range(args.repeat)), key=lambda run: run["cpu_seconds"])
         results["startup"] = startup()
-        results["breakdown"] = breakdown(main_file)
+        results["breakdown"] = breakdown(files[args.small])
         print("cpu: connector, no faults", flush=True)
         results["cpu"] = median_of([connector(main_file, args.records, quiet) for _ in range(args.repeat)])
         results["small"] = connector(files[args.small], args.small, quiet)

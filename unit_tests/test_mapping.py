@@ -8,6 +8,7 @@ from destination_heap_analytics.config import HeapConfig
 from destination_heap_analytics.mapping import (
     ID_PROPERTY_LEFT_OUT,
     KEY_FROM_RECORD_HASH,
+    MISSING,
     TIMESTAMP_FROM_EMITTED_AT,
     TRUNCATED_EVENT,
     TRUNCATED_VALUE,
@@ -61,8 +62,8 @@ def test_column_prefers_exact_key_then_dotted_path_then_flattened():
     assert Column("a.b").lookup(record) == "dotted"
     assert Column("a_c_d").lookup(record) == "deep"
     assert Column("x_y_z").lookup(record) == "underscored"
-    assert Column("a.zz").lookup(record) is not None  # MISSING sentinel, not a value
-    assert Column("nope").lookup(record) is Column("other").lookup(record)
+    assert Column("a.zz").lookup(record) is MISSING
+    assert Column("nope").lookup(record) is MISSING
 
 
 def test_star_takes_every_field_and_flattens_nested_objects():
