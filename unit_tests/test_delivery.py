@@ -145,3 +145,13 @@ def test_splitting_delivers_every_good_item_once_and_rejects_exactly_the_bad(siz
     assert sorted(delivered) == sorted(i for i in identities if i.startswith("ok"))
     assert sorted(r.position for r in result.rejections) == sorted(n + 1 for n in bad if n < size)
     assert result.items + len(result.rejections) == size
+
+
+def test_proxy_and_ca_bundle_come_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    session = HeapClient("https://heapanalytics.com/api/track").session
+    assert session.proxies["https"] == "http://proxy.test:3128"
+    assert session.verify == "/etc/ssl/corporate.pem"
+    assert "http" not in HeapClient("http://127.0.0.1:9/api/track").session.proxies
