@@ -63,8 +63,10 @@ class Column:
     def lookup(self, record: Mapping[str, Any]) -> Any:
         """The value this column names in the record, or MISSING."""
         value = record.get(self.name, MISSING)
-        if value is not MISSING:
-            return value
+        return self.nested(record) if value is MISSING else value
+
+    def nested(self, record: Mapping[str, Any]) -> Any:
+        """The value by dotted path, else by `_`-flattened path, or MISSING: for a name that is not a top-level key."""
         if self.parts:
             value = record
             for part in self.parts:
@@ -143,17 +145,16 @@ def heap_timestamp(value: Any) -> str | None:
             except ValueError:
                 return None
     if kind is int or kind is float:
-        seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_FROM else value
         try:
-            return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+            return epoch_text(value / 1000 if abs(value) >= EPOCH_MILLIS_FROM else value)
         except (OverflowError, OSError, ValueError):
             return None
     return None
 
 
-def emitted_at_timestamp(emitted_at: int) -> str:
-    """ISO 8601 text for a record's emitted_at (epoch milliseconds)."""
-    return datetime.fromtimestamp(emitted_at / 1000, UTC).isoformat(timespec="milliseconds")
+def epoch_text(seconds: float) -> str:
+    """ISO 8601 UTC text, to the millisecond, for epoch seconds."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def identity_text(value: Any) -> str | None:
@@ -217,6 +218,7 @@ class RecordMapper:
         api = config.api
         self.track = isinstance(api, TrackApi)
         self.key_field = api.key_field
+        self.numeric_key = api.key_field == "user_id"
         self.key = Column(api.key_column)
         self.event = Column(api.event_column) if self.track else None
         self.timestamp = Column(api.timestamp_column) if self.track and api.timestamp_column else None
@@ -235,7 +237,7 @@ class RecordMapper:
             return Unmappable(f"{self.key_field} is not a string or number", position)
         if len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position)
-        if self.key_field == "user_id" and not (key.isdigit() and int(key) <= MAX_USER_ID):
+        if self.numeric_key and not (key.isdigit() and int(key) <= MAX_USER_ID):
             return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
@@ -258,11 +260,11 @@ class RecordMapper:
 
     def _timestamp(self, record: Mapping[str, Any], emitted_at: int, notes: list[str]) -> str | None:
         if self.timestamp is None:
-            return emitted_at_timestamp(emitted_at)
+            return epoch_text(emitted_at / 1000)
         value = self.timestamp.lookup(record)
         if value is MISSING or value is None or value == "":
             notes.append(TIMESTAMP_FROM_EMITTED_AT)
-            return emitted_at_timestamp(emitted_at)
+            return epoch_text(emitted_at / 1000)
         return heap_timestamp(value)
 
     def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -272,7 +274,7 @@ class RecordMapper:
             for name, column in self.property_columns:
                 value = record.get(name, MISSING)
                 if value is MISSING:
-                    value = column.lookup(record)
+                    value = column.nested(record)
                     if value is MISSING:
                         continue
                 if type(value) is str and len(value) <= MAX_TEXT:

@@ -83,7 +83,6 @@ class ProgressLog:
 
     def start(self) -> None:
         """Starts the periodic lines."""
-        self.started = self.last_time = time.monotonic()
         self.thread.start()
 
     def stop(self) -> None:

@@ -1,6 +1,8 @@
 """The HTTP client and batch sender against a mocked Heap (requests-mock)."""
 
 import threading
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import orjson
 import pytest
@@ -65,6 +67,8 @@ def test_network_faults_are_transient(requests_mock):
 def test_retry_after_in_seconds_or_as_a_date():
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    in_half_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= retry_after_seconds(in_half_a_minute) <= 30
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
 
