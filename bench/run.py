@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 from destination_heap_analytics.batching import BatchBuilder, RequestBody  # noqa: E402
 from destination_heap_analytics.client import HeapClient  # noqa: E402
 from destination_heap_analytics.config import HeapConfig  # noqa: E402
-from destination_heap_analytics.destination import _from_lines  # noqa: E402
 from destination_heap_analytics.mapping import IdempotencyKey, RecordMapper  # noqa: E402
+from destination_heap_analytics.messages import read_lines  # noqa: E402
 from integration_tests.heap_sandbox import Faults  # noqa: E402
 
 API = {
@@ -285,7 +285,7 @@ def breakdown(path: Path, posts: int = 50) -> dict[str, Any]:
     parse = mapping = batching = count = 0
     payload = b""
     with path.open("rb") as lines:
-        messages = _from_lines(lines)
+        messages = read_lines(lines)
         while True:
             started = clock()
             message = next(messages, None)

@@ -46,13 +46,12 @@ class Batch:
         """The user or account key of each item, in order."""
         return list(map(KEY, self.items))
 
-    def halves(self) -> tuple[Batch, Batch]:
-        """Two batches with the same number, each holding half of the items in order."""
-        middle = len(self.items) // 2
-        return (
-            Batch(self.number, self.items[:middle], self.encoded[:middle]),
-            Batch(self.number, self.items[middle:], self.encoded[middle:]),
-        )
+    def parts(self, size: int) -> list[Batch]:
+        """Batches with the same number holding `size` items each (the last may hold fewer), in order."""
+        return [
+            Batch(self.number, self.items[start : start + size], self.encoded[start : start + size])
+            for start in range(0, len(self.items), size)
+        ]
 
 
 class RequestBody:
@@ -78,15 +77,20 @@ class BatchBuilder:
         self.index: dict[str, int] = {}
 
     def add(self, item: HeapItem) -> Batch | None:
-        """Adds an item; returns the previous batch when the item did not fit in it."""
-        if self.merge and item.key in self.index:
-            self._merge(self.index[item.key], item)
+        """Adds an item; returns the previous batch when the item did not fit in it.
+
+        An update to a key already in the open batch is merged into it, unless the merged update
+        would take the batch over the byte cap: then the batch is sealed and the update opens the
+        next one (the pipeline sends two batches sharing a key one after the other).
+        """
+        held = self.merge and item.key in self.index
+        if held and self._merge(self.index[item.key], item):
             return None
         encoded = orjson.dumps(item.body)
         if len(encoded) + 1 > self.max_bytes:
             raise ItemTooLarge(item, len(encoded))
         full = None
-        if len(self.batch.items) >= self.max_items or self.batch.size + len(encoded) + 1 > self.max_bytes:
+        if held or len(self.batch.items) >= self.max_items or self.batch.size + len(encoded) + 1 > self.max_bytes:
             full = self.seal()
         batch = self.batch
         if self.merge:
@@ -111,12 +115,17 @@ class BatchBuilder:
         """The number of the last batch holding any record read so far (0 when none)."""
         return self.batch.number if self.batch.items else self.sealed
 
-    def _merge(self, at: int, item: HeapItem) -> None:
+    def _merge(self, at: int, item: HeapItem) -> bool:
+        """Merges an update into the one at `at`; False, changing nothing, when the result would not fit."""
         batch = self.batch
         merged = batch.items[at]
         properties: dict[str, Any] = {**merged.body["properties"], **item.body["properties"]}
         body = {**merged.body, "properties": properties}
         encoded = orjson.dumps(body)
-        batch.size += len(encoded) - len(batch.encoded[at])
+        size = batch.size + len(encoded) - len(batch.encoded[at])
+        if size > self.max_bytes:
+            return False
+        batch.size = size
         batch.items[at] = HeapItem(merged.key, body, item.position, merged.records + 1, merged.notes + item.notes)
         batch.encoded[at] = encoded
+        return True

@@ -1,27 +1,43 @@
-"""The HTTP client: posts JSON bodies to one Heap endpoint and classifies what Heap answers."""
+"""The HTTP client: posts JSON bodies to one Heap endpoint within a deadline and classifies what Heap answers."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError, LocationParseError
+from urllib3.util import parse_url
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
-EXCERPT = 200
-TEXT_CAP = 4000
+ANSWER_BYTES = 16_384
 USER_AGENT = "airbyte-destination-heap-analytics"
-APP_ID = r"(app[\W_]?id|environment)"
-BAD_APP_ID = re.compile(
-    rf"(invalid|unknown|bad)[\W_]{{0,3}}{APP_ID}|{APP_ID}[\W_]{{0,3}}(is[\W_])?(invalid|unknown|not found)",
-    re.IGNORECASE,
+APP_ID = re.compile(r"\b(app[\s_-]?id|environment[\s_-]?id)\b", re.IGNORECASE)
+WORD = re.compile(r"[a-z0-9_]+")
+MAX_WORDS = 12
+VOCABULARY = frozenset(
+    """a an the and or of to in for at by with is are be must not no can cannot should only per than too very
+    invalid valid missing required unknown unexpected expected malformed bad wrong empty null undefined allowed
+    refused rejected denied forbidden unauthorized unauthorised found error failed failure limit exceeded
+    exceeds maximum minimum max min most least long large many length size characters character bytes items
+    request requests body payload json object array string number integer decimal boolean value values field
+    fields key keys name names type format parse parsing property properties identity identities user users
+    user_id account accounts account_id event events timestamp idempotency_key app app_id environment id
+    iso 8601 utc date time rate throttled slow down retry later internal server service unavailable gateway
+    timeout shorter longer between entity 0 1 2 53 64 255 1000 1023 1024""".split()  # noqa: SIM905
 )
+"""The words of Heap's answers that log lines may repeat: what an error says, never what it quotes."""
 
 
 class Verdict(enum.Enum):
@@ -33,31 +49,109 @@ class Verdict(enum.Enum):
     THROTTLED = "throttled"
     TRANSIENT = "transient"
     BAD_APP_ID = "bad app id"
+    REDIRECTED = "redirected"
     FATAL = "fatal"
 
 
 @dataclass(frozen=True)
 class Answer:
-    """Heap's answer to one request, or the network fault that stood in for one."""
+    """Heap's answer to one request, or the network fault that stood in for one.
+
+    `text` is the start of Heap's body, kept for classification only: it may echo the request, so
+    no message shows it; `detail` is what messages show.
+    """
 
     verdict: Verdict
     status: int | None = None
-    text: str = ""
+    detail: str = ""
     retry_after: float | None = None
+    text: str = ""
 
-    def describe(self, text: str | None = None) -> str:
-        """The status and a short excerpt of the answer (or of `text`, a redacted copy of it), for messages."""
+    @property
+    def names_app_id(self) -> bool:
+        """Whether the answer speaks of the app id (which may be about the request or about one item)."""
+        return APP_ID.search(self.text) is not None
+
+    def describe(self) -> str:
+        """The status and what Heap's answer says, in words that cannot carry record data."""
         head = f"HTTP {self.status}" if self.status is not None else "no answer"
-        excerpt = (self.text if text is None else text)[:EXCERPT]
-        return f"{head}: {excerpt}" if excerpt else head
+        return f"{head}: {self.detail}" if self.detail else head
+
+
+def heap_words(text: str) -> str:
+    """The words of an answer that belong to the vocabulary of error messages, once each, in order."""
+    words: dict[str, None] = {}
+    for word in WORD.findall(text.lower()):
+        if word in VOCABULARY:
+            words[word] = None
+            if len(words) == MAX_WORDS:
+                break
+    return " ".join(words)
+
+
+class _Sockets:
+    """The socket each thread's connection uses, so a deadline can shut it from another thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_thread: dict[int, socket.socket] = {}
+
+    def register(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.by_thread[threading.get_ident()] = sock
+
+    def shut(self, thread: int | None = None) -> None:
+        """Shuts one thread's socket, or every socket when no thread is named."""
+        with self.lock:
+            sockets = list(self.by_thread.values()) if thread is None else [self.by_thread.get(thread)]
+        for sock in sockets:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+SOCKETS = _Sockets()
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        SOCKETS.register(self.sock)
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        SOCKETS.register(self.sock)
+
+
+class _TrackedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class _TrackedAdapter(HTTPAdapter):
+    """requests' adapter, with connections whose sockets a deadline can shut."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
 
 
 class HeapClient:
-    """Posts to one Heap endpoint over a kept-alive session per thread, with explicit timeouts."""
+    """Posts to one Heap endpoint over a kept-alive session per thread, each request within a deadline.
 
-    def __init__(self, url: str, read_timeout: float = READ_TIMEOUT) -> None:
+    The deadline covers the whole exchange, connection to last byte: a server that trickles its
+    answer is cut off when it passes, not after each read's timeout. Redirects are never followed.
+    """
+
+    def __init__(self, url: str, deadline: float = READ_TIMEOUT) -> None:
         self.url = url
-        self.timeout = (CONNECT_TIMEOUT, read_timeout)
+        self.deadline = deadline
+        self.timeout = (min(CONNECT_TIMEOUT, deadline), deadline)
         self.local = threading.local()
 
     @property
@@ -70,6 +164,8 @@ class HeapClient:
         session = getattr(self.local, "session", None)
         if session is None:
             session = self.local.session = requests.Session()
+            session.mount("http://", _TrackedAdapter())
+            session.mount("https://", _TrackedAdapter())
             session.headers.update({"Content-Type": "application/json", "User-Agent": USER_AGENT})
             session.proxies = requests.utils.get_environ_proxies(self.url)
             session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
@@ -77,33 +173,73 @@ class HeapClient:
         return session
 
     def post(self, body: bytes) -> Answer:
-        """Sends one body and says what came back."""
+        """Sends one body and says what came back, within the deadline."""
+        expired = threading.Event()
+        thread = threading.get_ident()
+
+        def expire() -> None:
+            expired.set()
+            SOCKETS.shut(thread)
+
+        timer = threading.Timer(self.deadline, expire)
+        timer.daemon = True
+        timer.start()
         try:
-            response = self.session.post(self.url, data=body, timeout=self.timeout)
-        except requests.Timeout as error:
-            return Answer(Verdict.TRANSIENT, text=f"timed out ({type(error).__name__})")
-        except requests.ConnectionError as error:
-            return Answer(Verdict.TRANSIENT, text=f"connection failed ({_root_cause(error)})")
-        return classify(response)
+            with self.session.post(
+                self.url, data=body, timeout=self.timeout, allow_redirects=False, stream=True
+            ) as response:
+                text = response.raw.read(ANSWER_BYTES, decode_content=True).decode("utf-8", "replace")
+                return classify(response.status_code, response.headers, text)
+        except (requests.RequestException, HTTPError, OSError, ValueError) as error:
+            if expired.is_set():
+                return Answer(Verdict.TRANSIENT, detail=f"no complete answer within {self.deadline:g}s")
+            if isinstance(error, requests.Timeout):
+                return Answer(Verdict.TRANSIENT, detail=f"timed out ({type(error).__name__})")
+            return Answer(Verdict.TRANSIENT, detail=f"connection failed ({_root_cause(error)})")
+        finally:
+            timer.cancel()
+            if expired.is_set():
+                self.local.session = None
 
 
-def classify(response: requests.Response) -> Answer:
-    """The verdict for an HTTP response from Heap."""
-    status = response.status_code
-    text = " ".join(response.text[:TEXT_CAP].split())
+def abort_all() -> None:
+    """Cuts every connection in use, so threads blocked on a stalled answer return at once."""
+    SOCKETS.shut()
+
+
+def classify(status: int, headers: requests.structures.CaseInsensitiveDict, body: str) -> Answer:
+    """The verdict for an HTTP answer from Heap."""
+    text = " ".join(body.split())
+    detail = heap_words(text)
     if 200 <= status < 300:
         return Answer(Verdict.ACCEPTED, status)
+    if 300 <= status < 400:
+        return Answer(Verdict.REDIRECTED, status, f"redirected to {safe_location(headers.get('Location'))}")
     if status == 429:
-        return Answer(Verdict.THROTTLED, status, text, retry_after_seconds(response.headers.get("Retry-After")))
+        return Answer(Verdict.THROTTLED, status, detail, retry_after_seconds(headers.get("Retry-After")), text)
     if status >= 500 or status == 408:
-        return Answer(Verdict.TRANSIENT, status, text)
-    if status in (401, 403) or (status == 400 and _names_app_id(text)):
-        return Answer(Verdict.BAD_APP_ID, status, text)
+        return Answer(Verdict.TRANSIENT, status, detail, text=text)
+    if status in (401, 403):
+        return Answer(Verdict.BAD_APP_ID, status, detail, text=text)
     if status == 400:
-        return Answer(Verdict.REJECTED, status, text)
+        return Answer(Verdict.REJECTED, status, detail, text=text)
     if status == 413:
-        return Answer(Verdict.TOO_LARGE, status, text)
-    return Answer(Verdict.FATAL, status, text)
+        return Answer(Verdict.TOO_LARGE, status, detail, text=text)
+    return Answer(Verdict.FATAL, status, detail, text=text)
+
+
+def safe_location(location: str | None) -> str:
+    """Where a redirect points, as scheme, host and port only: no credentials, path or query."""
+    if not location:
+        return "no Location"
+    try:
+        parts = parse_url(location.strip())
+    except LocationParseError:
+        return "an unreadable Location"
+    if not parts.host:
+        return "a relative Location on the same host"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme or '?'}://{parts.host[:100]}{port}"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -121,10 +257,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _names_app_id(text: str) -> bool:
-    return BAD_APP_ID.search(text) is not None
 
 
 def _root_cause(error: BaseException) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 MAX_PROPERTY_NAME = 1023
 REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
@@ -149,14 +150,7 @@ class HeapConfig(BaseModel):
     def _safe_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        parts = urlsplit(value.strip())
-        if parts.scheme == "https" and parts.hostname:
-            return value.strip().rstrip("/")
-        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-            return value.strip().rstrip("/")
-        raise ValueError(
-            f"base_url '{value}' must be https (http is allowed only to a loopback host such as 127.0.0.1)"
-        )
+        return origin(value)
 
     @property
     def url(self) -> str:
@@ -168,9 +162,16 @@ class HeapConfig(BaseModel):
         """The full URL of the configured API."""
         return self.url + self.api.endpoint
 
+    @staticmethod
+    def require_object(raw: Any) -> None:
+        """A config error unless the config is a JSON object."""
+        if not isinstance(raw, Mapping):
+            raise config_error(f"Invalid configuration: the config must be a JSON object, not {_json_kind(raw)}")
+
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> HeapConfig:
         """The validated config, or a config error that names every problem."""
+        cls.require_object(raw)
         try:
             return cls.model_validate(dict(raw))
         except ValidationError as error:
@@ -178,13 +179,45 @@ class HeapConfig(BaseModel):
             raise config_error(f"Invalid configuration: {problems}") from None
 
 
+def origin(url: str) -> str:
+    """The scheme, host and port of a base URL, as the client will send them; a ValueError names what is refused.
+
+    The URL is read with the parser requests sends with (urllib3's), and rebuilt from its parts, so
+    the URL checked here is the URL requests will use. The URL itself is never quoted back: it may
+    hold a password.
+    """
+    try:
+        parts = parse_url(url.strip())
+    except LocationParseError:
+        raise ValueError("is not a valid URL (check its host name and port)") from None
+    if parts.auth is not None:
+        raise ValueError("must not hold a user name or password")
+    if parts.query is not None or parts.fragment is not None:
+        raise ValueError("must not hold a query (?...) or a fragment (#...)")
+    if parts.path not in (None, "", "/"):
+        raise ValueError("must be only scheme, host and port: Heap's API paths are added to it")
+    if not parts.host:
+        raise ValueError("has no host")
+    if parts.port is not None and not 1 <= parts.port <= 65535:
+        raise ValueError("must have a port from 1 to 65535")
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.host)):
+        raise ValueError("must be https (http is allowed only to a loopback host such as 127.0.0.1)")
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.host}{port}"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), "a value of another kind")
 
 
 def _describe(error: Mapping[str, Any]) -> str:

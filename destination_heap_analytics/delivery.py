@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
-from .client import EXCERPT, Answer, HeapClient, Verdict
+from .client import Answer, HeapClient, Verdict, abort_all
 from .config import config_error
-from .mapping import HeapItem
 from .pacing import RateLimiter
 
 logger = logging.getLogger("airbyte")
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
-REDACTED = "<redacted>"
-MIN_REDACTED = 4
-TOKEN = re.compile(r'[^\s"\\,:{}\[\]]+')
 
 
 class Stopped(Exception):
@@ -58,6 +52,33 @@ class BatchResult:
     paced_seconds: float = 0.0
 
 
+class SplitPolicy:
+    """Chooses the size of the parts a batch is sent in, from how many recent items Heap refused.
+
+    Every item is sent alone before it is counted as rejected; the policy only picks part sizes.
+    While refusals are rare a refused part is halved, which finds a few bad items in a few requests;
+    as they grow common parts shrink toward one item, so a batch whose items are all refused costs
+    about one request an item instead of the two that halving costs. Approximate under threads.
+    """
+
+    def __init__(self, memory: float = 0.999) -> None:
+        self.memory = memory
+        self.refused = 0.0
+        self.resolved = 0.0
+
+    def observe(self, items: int, refused: int) -> None:
+        """Counts items whose fate is known, and how many of them Heap refused."""
+        fade = self.memory**items
+        self.refused = self.refused * fade + refused
+        self.resolved = self.resolved * fade + items
+
+    def part_size(self, size: int) -> int:
+        """The part size for `size` items: all of them while nothing was refused lately."""
+        if self.refused <= 0:
+            return size
+        return max(1, min(size, round(self.resolved / self.refused)))
+
+
 class BatchSender:
     """Sends one batch until Heap has accepted or rejected each of its items."""
 
@@ -69,6 +90,7 @@ class BatchSender:
         app_id: str,
         retry_seconds: float,
         stop: threading.Event,
+        fail_fast: bool = False,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -78,27 +100,62 @@ class BatchSender:
         self.app_id = app_id
         self.retry_seconds = retry_seconds
         self.stop = stop
+        self.fail_fast = fail_fast
         self.jitter = jitter
         self.clock = clock
+        self.splits = SplitPolicy()
+        self.app_id_accepted = False
 
     def send(self, batch: Batch) -> BatchResult:
-        """Delivers a batch; a 400 splits it until the refused items stand alone."""
+        """Delivers a batch; a refused part is split until the refused items stand alone.
+
+        Any failure stops every other sender and cuts their connections, so the sync ends at once.
+        """
+        try:
+            return self._send(batch)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Stops every sender: waits end, and answers being awaited are cut off."""
+        self.stop.set()
+        abort_all()
+
+    def _send(self, batch: Batch) -> BatchResult:
         result = BatchResult(batch.number)
-        parts = [batch]
+        parts = batch.parts(self.splits.part_size(len(batch)))[::-1]
         while parts:
             part = parts.pop()
             answer = self._post(part, result)
+            if answer.verdict is Verdict.REJECTED and answer.names_app_id:
+                self._check_app_id(answer, result)
             if answer.verdict is Verdict.ACCEPTED:
                 result.items += len(part.items)
                 result.records += part.records
+                self.splits.observe(len(part.items), 0)
             elif len(part.items) > 1:
-                first, second = part.halves()
-                parts += [second, first]
+                parts += part.parts(min(self.splits.part_size(len(part)), (len(part) + 1) // 2))[::-1]
             else:
                 item = part.items[0]
-                reason = f"Heap answered {described(answer, [item])}"
-                result.rejections.append(Rejection(item.position, item.records, reason))
+                self.splits.observe(1, 1)
+                if self.fail_fast:
+                    raise config_error(
+                        f"Heap rejected record {item.position} (on_rejected_record is 'fail'): {answer.describe()}"
+                    )
+                result.rejections.append(Rejection(item.position, item.records, answer.describe()))
         return result
+
+    def _check_app_id(self, answer: Answer, result: BatchResult) -> None:
+        """A refusal that names the app id may be about the request or about one item's text: an empty
+        request, which holds no item, tells which."""
+        if self.app_id_accepted:
+            return
+        probe = self._post(Batch(0), result)
+        if probe.verdict is Verdict.ACCEPTED:
+            self.app_id_accepted = True
+        elif probe.verdict is Verdict.REJECTED and probe.names_app_id:
+            raise bad_app_id(self.app_id, probe)
 
     def _post(self, part: Batch, result: BatchResult) -> Answer:
         """Posts one part, retrying throttling and transient faults within the retry budget."""
@@ -111,6 +168,8 @@ class BatchSender:
             if self.stop.is_set():
                 raise Stopped()
             answer = self.client.post(payload)
+            if self.stop.is_set():
+                raise Stopped()
             self.limiter.settle(entry)
             result.requests += 1
             if answer.verdict is Verdict.THROTTLED:
@@ -118,7 +177,7 @@ class BatchSender:
                 self.limiter.throttled(answer.retry_after)
             elif answer.verdict is not Verdict.TRANSIENT:
                 self.limiter.answered()
-                return self._final(answer, part)
+                return self._final(answer)
             attempt += 1
             delay = answer.retry_after if answer.retry_after is not None else self._backoff(attempt)
             if self.clock() + delay > deadline:
@@ -126,7 +185,7 @@ class BatchSender:
                     message=(
                         f"Heap did not accept a request to {self.client.url} within the "
                         f"{self.retry_seconds:g}s retry budget ({attempt} attempts); last answer: "
-                        f"{described(answer, part.items)}. The sync can be resumed from its last state."
+                        f"{answer.describe()}. The sync can be resumed from its last state."
                     ),
                     failure_type=FailureType.transient_error,
                 )
@@ -136,7 +195,7 @@ class BatchSender:
                 self.client.url,
                 delay,
                 attempt,
-                described(answer, part.items),
+                answer.describe(),
             )
             result.retries += 1
             if self.stop.wait(delay):
@@ -146,18 +205,33 @@ class BatchSender:
         """Exponential backoff with full jitter."""
         return self.jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
 
-    def _final(self, answer: Answer, part: Batch) -> Answer:
+    def _final(self, answer: Answer) -> Answer:
         if answer.verdict is Verdict.BAD_APP_ID:
-            raise config_error(
-                f"Heap rejected app_id '{self.app_id}': check the environment id under "
-                f"Account > Manage > Projects ({described(answer, part.items)})"
-            )
+            raise bad_app_id(self.app_id, answer)
+        if answer.verdict is Verdict.REDIRECTED:
+            raise redirected(self.client.url, answer)
         if answer.verdict is Verdict.FATAL:
             raise AirbyteTracedException(
-                message=f"Heap answered {described(answer, part.items)} to {self.client.url}; not retried.",
+                message=f"Heap answered {answer.describe()} to {self.client.url}; not retried.",
                 failure_type=FailureType.system_error,
             )
         return answer
+
+
+def bad_app_id(app_id: str, answer: Answer) -> AirbyteTracedException:
+    """The config error for an app id Heap refused."""
+    return config_error(
+        f"Heap rejected app_id '{app_id}': check the environment id under Account > Manage > Projects "
+        f"({answer.describe()})"
+    )
+
+
+def redirected(url: str, answer: Answer) -> AirbyteTracedException:
+    """The config error for an endpoint that redirects: nothing is sent to where it points."""
+    return config_error(
+        f"{url} answered {answer.describe()}. Heap's API does not redirect, so no data is sent there: "
+        "check region and base_url (leave base_url empty to use the region's address)."
+    )
 
 
 class DryRunSender:
@@ -178,42 +252,9 @@ class DryRunSender:
             )
         return BatchResult(batch.number, len(batch.items), batch.records, requests=1)
 
-
-def described(answer: Answer, items: Iterable[HeapItem]) -> str:
-    """The answer's status and excerpt with every identity and value of the items blanked out."""
-    return answer.describe(redact(answer.text, items))
-
-
-def redact(text: str, items: Iterable[HeapItem], limit: int = EXCERPT) -> str:
-    """At most `limit` characters of the text, with every string value of the items blanked out: whole,
-    JSON-escaped, or cut short at its end."""
-    values: set[str] = set()
-    for item in items:
-        _strings(item.body, values)
-    values = {value for value in values if len(value) >= MIN_REDACTED}
-    for value in sorted(values, key=len, reverse=True):
-        text = text.replace(value, REDACTED)
-        escaped = orjson.dumps(value).decode()[1:-1]
-        if escaped != value:
-            text = text.replace(escaped, REDACTED)
-    return TOKEN.sub(lambda token: _prefix_of_any(token.group(), values), text[:limit])
-
-
-def _prefix_of_any(token: str, values: set[str]) -> str:
-    if len(token) < MIN_REDACTED or token == REDACTED:
-        return token
-    return REDACTED if any(value.startswith(token) for value in values) else token
-
-
-def _strings(value: Any, into: set[str]) -> None:
-    if isinstance(value, str):
-        into.add(value)
-    elif isinstance(value, dict):
-        for inner in value.values():
-            _strings(inner, into)
-    elif isinstance(value, list):
-        for inner in value:
-            _strings(inner, into)
+    def abort(self) -> None:
+        """Stops: nothing is ever in flight."""
+        self.stop.set()
 
 
 class Pipeline:
@@ -256,14 +297,17 @@ class Pipeline:
         return self._collect(list(self.in_flight))
 
     def close(self) -> None:
-        """Stops the workers: abandons retries in progress, starts nothing new."""
-        self.sender.stop.set()
+        """Stops the workers: abandons waits and answers in progress, starts nothing new."""
+        self.sender.abort()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _collect(self, futures: Iterable[Future[BatchResult]]) -> list[BatchResult]:
         results = []
         for future in sorted(futures, key=lambda f: self.in_flight[f].number):
-            result = future.result()
+            try:
+                result = future.result()
+            except Stopped:
+                raise self._cause() from None
             batch = self.in_flight.pop(future)
             if self.ordered:
                 for item in batch.items:
@@ -271,3 +315,12 @@ class Pipeline:
                         del self.key_owner[item.key]
             results.append(result)
         return results
+
+    def _cause(self) -> BaseException:
+        """The failure that stopped the senders: the first batch's error that is not Stopped."""
+        wait(self.in_flight)
+        for future in sorted(self.in_flight, key=lambda f: self.in_flight[f].number):
+            error = future.exception()
+            if error is not None and not isinstance(error, Stopped):
+                return error
+        return Stopped()

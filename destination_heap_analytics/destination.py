@@ -6,10 +6,9 @@ import argparse
 import atexit
 import gc
 import io
-import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -23,15 +22,16 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
     Status,
-    Type,
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
-from .config import HeapConfig
+from .config import HeapConfig, config_error
+from .delivery import bad_app_id, redirected
+from .messages import Message, dump_json, read_lines, read_messages
 from .schema_check import check_columns
-from .sync import InvalidLine, Message, Sync, single_stream
+from .sync import Sync, single_stream
 
 logger = logging.getLogger("airbyte")
 
@@ -57,13 +57,12 @@ class DestinationHeapAnalytics(Destination):
         answer = HeapClient(url, heap_config.request_timeout_seconds).post(body)
         if answer.verdict is Verdict.ACCEPTED:
             return AirbyteConnectionStatus(status=Status.SUCCEEDED)
-        if answer.verdict is Verdict.BAD_APP_ID:
-            message = (
-                f"Heap rejected app_id '{heap_config.app_id}': check the environment id under "
-                f"Account > Manage > Projects ({answer.describe()})"
-            )
+        if answer.verdict is Verdict.BAD_APP_ID or (answer.verdict is Verdict.REJECTED and answer.names_app_id):
+            message = bad_app_id(heap_config.app_id, answer).message
+        elif answer.verdict is Verdict.REDIRECTED:
+            message = redirected(url, answer).message
         elif answer.status is None:
-            message = f"cannot reach {url}: {answer.text}"
+            message = f"cannot reach {url}: {answer.detail}"
         else:
             message = f"Heap answered {answer.describe()} to {url}"
         return AirbyteConnectionStatus(status=Status.FAILED, message=message)
@@ -75,7 +74,7 @@ class DestinationHeapAnalytics(Destination):
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
         """Sends the records to Heap, passing each STATE on once the records before it are settled."""
-        return self._sync(config, configured_catalog, _from_messages(input_messages))
+        return self._sync(config, configured_catalog, read_messages(input_messages))
 
     def _run_write(
         self, config: Mapping[str, Any], configured_catalog_path: str, input_stream: io.TextIOWrapper
@@ -83,11 +82,24 @@ class DestinationHeapAnalytics(Destination):
         """The CDK's write, reading stdin without building a protocol object for every record."""
         with open(configured_catalog_path, "rb") as catalog_file:
             catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(catalog_file.read()))
-        yield from self._sync(config, catalog, _from_lines(input_stream.buffer))
+        yield from self._sync(config, catalog, read_lines(input_stream.buffer))
+
+    @staticmethod
+    def read_config(config_path: str) -> MutableMapping[str, Any]:
+        """The config file's JSON object, or a config error saying what the file holds instead."""
+        try:
+            with open(config_path, "rb") as config_file:
+                config = orjson.loads(config_file.read())
+        except OSError as error:
+            raise config_error(f"Cannot read the config file: {error.strerror}") from None
+        except orjson.JSONDecodeError:
+            raise config_error("Invalid configuration: the config file is not valid JSON") from None
+        HeapConfig.require_object(config)
+        return config
 
     def _sync(
         self, config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog, messages: Iterable[Message]
-    ) -> Iterator[AirbyteMessage]:
+    ) -> Iterator[AirbyteMessage | dict[str, Any]]:
         heap_config = HeapConfig.parse({**config, "dry_run": True} if self.dry_run_requested else config)
         stream = single_stream(catalog)
         check_columns(heap_config.api, stream)
@@ -96,7 +108,8 @@ class DestinationHeapAnalytics(Destination):
         yield from sync.run(messages)
 
     def run(self, args: list[str]) -> None:
-        """Runs a command, writing each output message as one line."""
+        """Runs a command, writing each output message as one line; STATE messages go out as the raw JSON
+        they came in as, plus destinationStats."""
         init_uncaught_exception_handler(logger)
         atexit.register(PRINT_BUFFER.flush)
         parsed_args = self.parse_args(args)
@@ -104,44 +117,22 @@ class DestinationHeapAnalytics(Destination):
         dump = AirbyteMessageSerializer.dump
         try:
             for message in self.run_cmd(parsed_args):
-                PRINT_BUFFER.write(orjson.dumps(dump(message)).decode() + "\n")
+                line = dump_json(message) if type(message) is dict else orjson.dumps(dump(message))
+                PRINT_BUFFER.write(line.decode() + "\n")
+        except AirbyteTracedException as error:
+            PRINT_BUFFER.write(_error_line(error) + "\n")
+            sys.exit(1)
         finally:
             PRINT_BUFFER.flush()
 
 
-def _from_messages(messages: Iterable[AirbyteMessage]) -> Iterator[Message]:
-    for message in messages:
-        if message.type == Type.RECORD:
-            yield (message.record.stream, message.record.data, message.record.emitted_at)
-        elif message.type == Type.STATE:
-            yield message
-
-
-def _from_lines(lines: Iterable[bytes]) -> Iterator[Message]:
-    load = AirbyteMessageSerializer.load
-    for number, line in enumerate(lines, start=1):
-        try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            message = _lenient_json(line)
-            if message is None:
-                if line.strip():
-                    yield InvalidLine(number)
-                continue
-        kind = message.get("type") if type(message) is dict else None
-        if kind == "RECORD":
-            record = message["record"]
-            yield (record["stream"], record["data"], record["emitted_at"])
-        elif kind == "STATE":
-            yield load(message)
-
-
-def _lenient_json(line: bytes) -> Any:
-    """Parses what orjson refuses but Python's json reads (NaN, Infinity), else None."""
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
+def _error_line(error: AirbyteTracedException) -> str:
+    """An error the connector raised on purpose, as the platform reads it: a TRACE message whose text says
+    what happened and what to do, with no Python stack trace (it would add nothing, and could quote data)."""
+    message = error.as_airbyte_message()
+    message.trace.error.stack_trace = None
+    logger.error(error.message)
+    return orjson.dumps(AirbyteMessageSerializer.dump(message)).decode()
 
 
 def run() -> None:

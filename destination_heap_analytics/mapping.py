@@ -28,8 +28,15 @@ TRUNCATED_VALUE = "property value cut to 1023 characters"
 TRUNCATED_KEY = "property name cut to 1023 characters"
 TRUNCATED_EVENT = "event name cut to 1024 characters"
 ID_PROPERTY_LEFT_OUT = "property named 'id' left out (Heap refuses it)"
+NAME_COLLISION = "two fields gave one property name, the first value kept"
 TIMESTAMP_FROM_EMITTED_AT = "timestamp missing, the record's emitted_at used"
 KEY_FROM_RECORD_HASH = "idempotency key column missing, key made from the record"
+OTHER_STREAM = "record of a stream not in the catalog"
+TOO_DEEP = "record nested too deeply"
+NOT_UNICODE = "text holding a lone UTF-16 surrogate"
+BAD_EMITTED_AT = "emitted_at is not a time"
+BAD_TIMESTAMP = "timestamp is not a date, time or epoch number"
+UNTIMED = (BAD_TIMESTAMP, BAD_EMITTED_AT)
 
 
 @dataclass(slots=True)
@@ -126,6 +133,9 @@ def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[s
     if len(key) > MAX_TEXT:
         notes.append(TRUNCATED_KEY)
         key = key[:MAX_TEXT]
+    if key in properties:
+        notes.append(NAME_COLLISION)
+        return
     properties[key] = value
 
 
@@ -164,42 +174,65 @@ def identity_text(value: Any) -> str | None:
         return value
     if kind is int:
         return str(value)
-    if kind is float:
+    if kind is float and math.isfinite(value):
         return str(int(value)) if value.is_integer() else repr(value)
     return None
 
 
+def canonical_json(value: Any) -> bytes:
+    """A value's JSON with sorted keys, the same in every run; exact for integers of any size."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
 def stable_hash(value: Any) -> str:
     """A short hex digest of a value's canonical JSON, the same in every run."""
-    return hashlib.blake2b(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    return hashlib.blake2b(canonical_json(value), digest_size=16).hexdigest()
+
+
+def failure_reason(error: Exception) -> str:
+    """The reason category for a record whose mapping or encoding raised: never the error's text."""
+    text = str(error)
+    if isinstance(error, RecursionError) or "ecursion" in text:
+        return TOO_DEEP
+    if "surrogate" in text:
+        return NOT_UNICODE
+    return f"record could not be mapped ({type(error).__name__})"
 
 
 class IdempotencyKey:
-    """Derives a track event's idempotency key: the same for the same record, in every sync."""
+    """Derives a track event's idempotency key: the same for the same record in every sync, and never the
+    same for records of different streams.
+
+    The stream is its name, and its namespace when it has one (a stream without a namespace keeps
+    the keys of earlier versions). The key hashes the stream with, in order of preference, the
+    configured column's value, the catalog's primary key (plus cursor), or the whole record.
+    """
 
     def __init__(
         self,
         stream: str,
+        namespace: str | None = None,
         column: str | None = None,
         key_paths: Sequence[Sequence[str]] = (),
     ) -> None:
-        self.stream = stream
+        self.stream: list[str] = [stream] if namespace is None else [namespace, stream]
         self.column = Column(column) if column else None
         self.key_paths = [tuple(path) for path in key_paths]
 
     def __call__(self, record: Mapping[str, Any], notes: list[str]) -> str:
         if self.column is not None:
             value = identity_text(self.column.lookup(record))
-            if value and len(value) <= MAX_IDENTITY:
-                return value
             if value:
-                return stable_hash([self.stream, value])
+                return stable_hash([*self.stream, "column", value])
             notes.append(KEY_FROM_RECORD_HASH)
         elif self.key_paths:
             values = [_walk(record, path) for path in self.key_paths]
             if None not in values:
-                return stable_hash([self.stream, values])
-        return stable_hash([self.stream, record])
+                return stable_hash([*self.stream, values])
+        return stable_hash([*self.stream, record])
 
 
 def _walk(record: Mapping[str, Any], path: Sequence[str]) -> Any:
@@ -237,7 +270,7 @@ class RecordMapper:
             return Unmappable(f"{self.key_field} is not a string or number", position)
         if len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position)
-        if self.numeric_key and not (key.isdigit() and int(key) <= MAX_USER_ID):
+        if self.numeric_key and not (key.isascii() and key.isdigit() and int(key) <= MAX_USER_ID):
             return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
@@ -250,25 +283,29 @@ class RecordMapper:
                 event = event[:MAX_EVENT]
             body["event"] = event
             timestamp = self._timestamp(record, emitted_at, notes)
-            if timestamp is None:
-                return Unmappable("timestamp is not a date, time or epoch number", position)
+            if timestamp in UNTIMED:
+                return Unmappable(timestamp, position)
             body["timestamp"] = timestamp
         body["properties"] = self._properties(record, notes)
         if self.idempotency_key is not None:
             body["idempotency_key"] = self.idempotency_key(record, notes)
         return HeapItem(key, body, position, 1, tuple(notes))
 
-    def _timestamp(self, record: Mapping[str, Any], emitted_at: int, notes: list[str]) -> str | None:
-        if self.timestamp is None:
-            return epoch_text(emitted_at / 1000)
-        value = self.timestamp.lookup(record)
-        if value is MISSING or value is None or value == "":
+    def _timestamp(self, record: Mapping[str, Any], emitted_at: float, notes: list[str]) -> str:
+        """The event's time as ISO 8601 text, or one of the UNTIMED reasons."""
+        if self.timestamp is not None:
+            value = self.timestamp.lookup(record)
+            if not (value is MISSING or value is None or value == ""):
+                return heap_timestamp(value) or BAD_TIMESTAMP
             notes.append(TIMESTAMP_FROM_EMITTED_AT)
+        try:
             return epoch_text(emitted_at / 1000)
-        return heap_timestamp(value)
+        except (OverflowError, OSError, ValueError):
+            return BAD_EMITTED_AT
 
     def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
-        """The properties of one record; short strings, the common case, skip the general conversion."""
+        """The properties of one record; short strings under a new name, the common case, skip the general
+        conversion."""
         properties: dict[str, Any] = {}
         if self.property_columns is not None:
             for name, column in self.property_columns:
@@ -277,7 +314,7 @@ class RecordMapper:
                     value = column.nested(record)
                     if value is MISSING:
                         continue
-                if type(value) is str and len(value) <= MAX_TEXT:
+                if type(value) is str and len(value) <= MAX_TEXT and name not in properties:
                     properties[name] = value
                 else:
                     add_property(properties, name, value, notes)
@@ -286,7 +323,7 @@ class RecordMapper:
         for key, value in record.items():
             if skip_id and key.lower() == "id":
                 notes.append(ID_PROPERTY_LEFT_OUT)
-            elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT:
+            elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT and key not in properties:
                 properties[key] = value
             else:
                 add_property(properties, key, value, notes)

@@ -14,6 +14,16 @@ from .delivery import BatchResult
 
 logger = logging.getLogger("airbyte")
 
+MAX_REASONS = 20
+OTHER_REASONS = "other reasons"
+
+
+def tally(counter: Counter[str], reason: str, count: int = 1) -> None:
+    """Counts under a reason; past MAX_REASONS distinct reasons, under OTHER_REASONS, so totals stay small."""
+    if reason not in counter and len(counter) >= MAX_REASONS:
+        reason = OTHER_REASONS
+    counter[reason] += count
+
 
 @dataclass
 class SyncStats:
@@ -29,6 +39,7 @@ class SyncStats:
     unmappable: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)
+    unreadable: Counter[str] = field(default_factory=Counter)
 
     def add(self, result: BatchResult) -> None:
         """Adds one settled batch."""
@@ -39,7 +50,7 @@ class SyncStats:
         self.throttled += result.throttled
         self.paced_seconds += result.paced_seconds
         for rejection in result.rejections:
-            self.rejected[_reason_kind(rejection.reason)] += rejection.records
+            tally(self.rejected, rejection.reason, rejection.records)
 
     @property
     def records_rejected(self) -> int:
@@ -66,6 +77,8 @@ class SyncStats:
             "rejected_by_reason": dict(self.rejected),
             "unmappable_by_reason": dict(self.unmappable),
             "values_adjusted": dict(self.adjusted),
+            "lines_unreadable": sum(self.unreadable.values()),
+            "unreadable_by_reason": dict(self.unreadable),
         }
 
 
@@ -98,6 +111,7 @@ class ProgressLog:
         reasons = [f"rejected by Heap: {reason} x{count}" for reason, count in list(stats.rejected.items())]
         reasons += [f"not sendable: {reason} x{count}" for reason, count in list(stats.unmappable.items())]
         reasons += [f"adjusted: {note} x{count}" for note, count in list(stats.adjusted.items())]
+        reasons += [f"unreadable lines: {reason} x{count}" for reason, count in list(stats.unreadable.items())]
         logger.info(
             "%s after %.0fs: %d records read, %d delivered, %d rejected by Heap, %d not sendable; "
             "%d requests (%d throttled, %d retried); %.0f records/s; %.1fs spent waiting on rate limits, "
@@ -120,7 +134,3 @@ class ProgressLog:
     def _loop(self) -> None:
         while not self.stopped.wait(self.interval):
             self.log("Progress")
-
-
-def _reason_kind(reason: str) -> str:
-    return reason if len(reason) <= 120 else reason[:117] + "..."

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from airbyte_cdk.models import (
@@ -25,9 +25,10 @@ from .checkpoint import CheckpointTracker
 from .client import HeapClient
 from .config import HeapConfig, TrackApi, config_error
 from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline
-from .mapping import IdempotencyKey, RecordMapper, Unmappable
+from .mapping import OTHER_STREAM, IdempotencyKey, RecordMapper, Unmappable, failure_reason
+from .messages import MalformedState, Message, State, StreamKey, Unreadable
 from .pacing import PROPERTIES_PER_IDENTITY, TRACK_PER_IDENTITY, RateLimiter
-from .stats import ProgressLog, SyncStats
+from .stats import ProgressLog, SyncStats, tally
 
 logger = logging.getLogger("airbyte")
 
@@ -35,19 +36,7 @@ WORKERS = 4
 FLUSH_AFTER_SECONDS = 5.0
 REJECTIONS_LOGGED = 100
 SUMMARY_TRACE = "heap_sync_summary"
-
-Record = tuple[str, Mapping[str, Any], int]
-"""A record as the sync reads it: stream name, data, emitted_at in epoch milliseconds."""
-
-
-class InvalidLine(NamedTuple):
-    """An input line that is not JSON: counted, since it may have held a record."""
-
-    number: int
-
-
-Message = Record | AirbyteMessage | InvalidLine
-"""A record, a STATE message, or a line that could not be read."""
+NAME_SHOWN = 100
 
 
 def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
@@ -70,7 +59,7 @@ def idempotency_key_for(config: HeapConfig, stream: ConfiguredAirbyteStream) -> 
     key_paths = [list(path) for path in primary_key]
     if key_paths and cursor:
         key_paths.append(list(cursor))
-    return IdempotencyKey(stream.stream.name, config.api.idempotency_key_column, key_paths)
+    return IdempotencyKey(stream.stream.name, stream.stream.namespace, config.api.idempotency_key_column, key_paths)
 
 
 class Sync:
@@ -79,6 +68,7 @@ class Sync:
     def __init__(self, config: HeapConfig, stream: ConfiguredAirbyteStream) -> None:
         self.config = config
         self.stream_name = stream.stream.name
+        self.stream_key: StreamKey = (stream.stream.name, stream.stream.namespace)
         self.checkpoints = CheckpointTracker()
         self.stats = SyncStats()
         self.mapper = RecordMapper(config, idempotency_key_for(config, stream))
@@ -102,36 +92,45 @@ class Sync:
                 config.app_id,
                 config.max_retry_seconds,
                 threading.Event(),
+                fail_fast=config.on_rejected_record == "fail",
             )
         self.pipeline = Pipeline(sender, 1 if self.dry_run else WORKERS, ordered=not track)
         self.progress = ProgressLog(self.stats, config.progress_interval_seconds, lambda: self.limiter.waiting)
         self.states_withheld = 0
         self.fail_on_rejection = config.on_rejected_record == "fail"
-        self.since_state = 0
         self.batch_opened = time.monotonic()
         self.rejections_logged = 0
         if stream.destination_sync_mode == DestinationSyncMode.overwrite:
             logger.info("Heap is append-only: overwrite loads like append, and nothing already in Heap is removed.")
 
-    def run(self, messages: Iterable[Message]) -> Iterator[AirbyteMessage]:
-        """Sends every record, yielding each STATE once the records before it are settled."""
+    def run(self, messages: Iterable[Message]) -> Iterator[AirbyteMessage | dict[str, Any]]:
+        """Sends every record, yielding each STATE (as its raw JSON) once the records before it are settled.
+
+        A malformed STATE ends the reading: what came before it is still delivered and checkpointed.
+        """
         self.progress.start()
+        malformed = None
         try:
-            for message in messages:
-                kind = type(message)
-                if kind is tuple:
-                    out = self._record(*message)
-                elif kind is InvalidLine:
-                    out = self._unmappable(Unmappable("not valid JSON", message.number), "Input line")
-                else:
-                    out = self._state(message)
-                if out:
-                    yield from self._pass(out)
+            try:
+                for message in messages:
+                    kind = type(message)
+                    if kind is tuple:
+                        out = self._record(*message)
+                    elif kind is State:
+                        out = self._state(message)
+                    else:
+                        out = self._unreadable(message)
+                    if out:
+                        yield from self._pass(out)
+            except MalformedState as error:
+                malformed = error
             yield from self._pass(self._settle(self._submit(self.builder.seal())))
             yield from self._pass(self._settle(self.pipeline.drain()))
         finally:
             self.progress.stop()
             self.pipeline.close()
+        if malformed is not None:
+            raise malformed
         if self.dry_run:
             self.progress.log("Dry run finished")
             logger.info("Dry run: %d STATE messages withheld.", self.states_withheld)
@@ -139,75 +138,87 @@ class Sync:
             self.progress.log("Sync finished")
         yield self._summary_message()
 
-    def _pass(self, states: list[AirbyteMessage]) -> list[AirbyteMessage]:
+    def _pass(self, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The STATE messages to pass on: all of them, or none in a dry run."""
         if self.dry_run:
             self.states_withheld += len(states)
             return []
         return states
 
-    def _record(self, stream: str, data: Mapping[str, Any], emitted_at: int) -> list[AirbyteMessage] | None:
+    def _record(self, stream: StreamKey, data: Mapping[str, Any], emitted_at: float) -> list[dict[str, Any]] | None:
         stats = self.stats
         stats.records_read += 1
-        self.since_state += 1
-        if stream != self.stream_name:
+        position = stats.records_read
+        self.checkpoints.received[stream] += 1
+        if stream != self.stream_key:
+            return self._unmappable(Unmappable(OTHER_STREAM, position), f" ('{stream[0][:NAME_SHOWN]}')")
+        try:
+            mapped = self.mapper(data, emitted_at, position)
+            if type(mapped) is Unmappable:
+                return self._unmappable(mapped)
+            if not self.builder.batch.items:
+                self.batch_opened = time.monotonic()
+            full = self.builder.add(mapped)
+        except ItemTooLarge:
             return self._unmappable(
-                Unmappable(f"record of stream '{stream}', which is not in the catalog", stats.records_read)
+                Unmappable(f"item larger than max_request_bytes ({self.config.max_request_bytes})", position)
             )
-        mapped = self.mapper(data, emitted_at, stats.records_read)
-        if type(mapped) is Unmappable:
-            return self._unmappable(mapped)
+        except Exception as error:
+            return self._unmappable(Unmappable(failure_reason(error), position))
         if mapped.notes:
             stats.adjusted.update(mapped.notes)
-        if not self.builder.batch.items:
-            self.batch_opened = time.monotonic()
-        try:
-            full = self.builder.add(mapped)
-        except ItemTooLarge as error:
-            return self._unmappable(
-                Unmappable(f"item larger than max_request_bytes ({self.config.max_request_bytes})", error.item.position)
-            )
         return self._settle(self.pipeline.submit(full)) if full is not None else None
 
-    def _state(self, message: AirbyteMessage) -> list[AirbyteMessage]:
-        if message.type != Type.STATE:
-            return []
+    def _unreadable(self, line: Unreadable) -> None:
+        """A line with no usable record: a record of a stream when it names one, else a line counted apart."""
+        if line.stream is not None:
+            self.stats.records_read += 1
+            self.checkpoints.received[line.stream] += 1
+            return self._unmappable(Unmappable(line.reason, line.line), what="Input line")
+        if self.fail_on_rejection:
+            raise config_error(f"Input line {line.line} cannot be read (on_rejected_record is 'fail'): {line.reason}")
+        if line.reason not in self.stats.unreadable:
+            logger.warning(
+                "Input line %d cannot be read: %s. Later ones with this reason are counted, not logged.",
+                line.line,
+                line.reason,
+            )
+        tally(self.stats.unreadable, line.reason)
+        return None
+
+    def _state(self, state: State) -> list[dict[str, Any]]:
         results = []
         if self.builder.batch.items and time.monotonic() - self.batch_opened >= FLUSH_AFTER_SECONDS:
             results = self._submit(self.builder.seal())
-        ready = self.checkpoints.add(message, self.builder.open_number, self.since_state)
-        self.since_state = 0
+        ready = self.checkpoints.add(state, self.builder.open_number, self.stats.records_read)
         return ready + self._settle(results + self.pipeline.poll())
 
     def _submit(self, batch: Batch | None) -> list[BatchResult]:
         return self.pipeline.submit(batch) if batch is not None else []
 
-    def _settle(self, results: list[BatchResult]) -> list[AirbyteMessage]:
-        ready: list[AirbyteMessage] = []
+    def _settle(self, results: list[BatchResult]) -> list[dict[str, Any]]:
+        ready: list[dict[str, Any]] = []
         for result in results:
             self.stats.add(result)
             for rejection in result.rejections:
-                if self.fail_on_rejection:
-                    raise config_error(
-                        f"Heap rejected record {rejection.position} (on_rejected_record is 'fail'): {rejection.reason}"
-                    )
                 if self.rejections_logged < REJECTIONS_LOGGED:
                     self.rejections_logged += 1
                     logger.warning("Heap rejected record %d: %s", rejection.position, rejection.reason)
             ready += self.checkpoints.settle(result.number)
         return ready
 
-    def _unmappable(self, unmappable: Unmappable, what: str = "Record") -> None:
+    def _unmappable(self, unmappable: Unmappable, detail: str = "", what: str = "Record") -> None:
         where = f"{what} {unmappable.position}"
         if self.fail_on_rejection:
-            raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}")
+            raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}{detail}")
         if unmappable.reason not in self.stats.unmappable:
             logger.warning(
-                "%s cannot be sent to Heap: %s. Later ones with this reason are counted, not logged.",
+                "%s cannot be sent to Heap: %s%s. Later ones with this reason are counted, not logged.",
                 where,
                 unmappable.reason,
+                detail,
             )
-        self.stats.unmappable[unmappable.reason] += 1
+        tally(self.stats.unmappable, unmappable.reason)
 
     def _summary_message(self) -> AirbyteMessage:
         return AirbyteMessage(

@@ -103,13 +103,14 @@ def config_for(sandbox: HeapSandbox, api: dict | None = None, **options: Any) ->
 def run_connector(
     command: str,
     config: dict | None = None,
-    messages: Iterable[dict] = (),
+    messages: Iterable[dict | bytes] = (),
     catalog_json: dict | None = None,
     on_message: Callable[[dict], None] | None = None,
     timeout: float = 300,
     extra_args: list[str] | None = None,
 ) -> Run:
-    """Runs `main.py <command>` as a subprocess, feeding messages on stdin; calls on_message as each line arrives."""
+    """Runs `main.py <command>` as a subprocess, feeding messages (bytes as they are) on stdin; calls on_message
+    as each line arrives."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, MAIN, command]
         if config is not None:
@@ -124,7 +125,8 @@ def run_connector(
         def feed() -> None:
             try:
                 for message in messages:
-                    process.stdin.write(json.dumps(message).encode() + b"\n")
+                    line = message if isinstance(message, bytes) else json.dumps(message).encode()
+                    process.stdin.write(line + b"\n")
                 process.stdin.close()
             except BrokenPipeError:
                 pass

@@ -58,6 +58,7 @@ class Faults:
     latency: float = 0.0
     stall_rate: float = 0.0
     stall_seconds: float = 5.0
+    stall_first: int = 0
     rate_limit: int = 0
     rate_window: float = 60.0
     poison: str = ""
@@ -65,6 +66,10 @@ class Faults:
     keep_items: bool = True
     validate: bool = True
     echo_body: bool = False
+    redirect_status: int = 0
+    redirect_to: str = ""
+    trickle_rate: float = 0.0
+    trickle_interval: float = 0.5
     seed: int = 1
 
 
@@ -173,12 +178,16 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 state.requests += 1
                 faults = state.faults
                 roll = state.random.random
-                fail, throttle, drop, stall = (
+                fail, throttle, drop, stall, trickle = (
                     roll() < faults.fail_rate,
                     roll() < faults.throttle_rate,
                     roll() < faults.drop_rate,
-                    roll() < faults.stall_rate,
+                    roll() < faults.stall_rate or state.requests <= faults.stall_first,
+                    faults.trickle_rate > 0 and roll() < faults.trickle_rate,
                 )
+            if faults.redirect_status:
+                self._answer(faults.redirect_status, b"", {"Location": faults.redirect_to + self.path})
+                return
             if faults.latency:
                 time.sleep(faults.latency)
             if stall:
@@ -213,14 +222,38 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
             if drop:
                 self._drop()
                 return
+            if trickle:
+                self._trickle(faults.trickle_interval)
+                return
             self._answer(200, b"{}")
 
         def _error(self, status: int, message: str, body: bytes) -> None:
-            """An error answer; with echo_body it quotes the request, as some servers do."""
+            """An error answer; with echo_body it quotes the request as some servers do: as JSON text, with
+            every character \\u-escaped, and as plain text after the JSON."""
             error: dict[str, Any] = {"error": message}
-            if state.faults.echo_body:
-                error["request"] = body[:400].decode(errors="replace")
-            self._answer(status, _dumps(error))
+            if not state.faults.echo_body:
+                self._answer(status, _dumps(error))
+                return
+            quoted = body[:2000].decode(errors="replace")
+            error["request"] = quoted
+            error["escaped"] = "".join(f"\\u{ord(char):04x}" for char in quoted[:500])
+            self._answer(status, _dumps(error) + b" " + body[:2000])
+
+        def _trickle(self, interval: float) -> None:
+            """A 200 whose body arrives one byte per `interval`, for a minute at least."""
+            state.count(200)
+            body = b"{" + b" " * max(1, int(60 / interval)) + b"}"
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(interval)
+            except OSError:
+                self.close_connection = True
 
         def _throttle(self, retry_after: float | None) -> None:
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
@@ -308,6 +341,8 @@ def _validate(field: str, item: dict[str, Any], poison: str) -> None:
     for key, value in properties.items():
         if len(key) >= MAX_TEXT:
             raise BadRequest("property names must be shorter than 1024 characters")
+        if poison and poison in key:
+            raise BadRequest(f"property name {key} refused")
         if field == "users" and key.lower() == "id":
             raise BadRequest("'id' cannot be a user property")
         values = value if isinstance(value, list) else [value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from integration_tests.conftest import config_for, record, run_connector, stream_messages
@@ -76,14 +77,21 @@ def test_poison_items_are_isolated_and_reported_while_the_rest_arrive():
     assert all(not missing for _, missing in checked) and len(checked) == 5
 
 
-def test_poison_items_fail_the_sync_when_asked():
+def test_poison_items_fail_the_sync_at_the_first_rejection_when_asked():
+    def many_poisoned(seq):
+        return record(seq, note="POISON" if 1_000 <= seq < 3_000 else "fine")
+
     with HeapSandbox(Faults(poison="POISON")) as sandbox:
         run = run_connector(
-            "write", config_for(sandbox, on_rejected_record="fail"), stream_messages(5_000, make=poisoned)
+            "write", config_for(sandbox, on_rejected_record="fail"), stream_messages(5_000, make=many_poisoned)
         )
+        requests = sandbox.state.snapshot()["requests"]
     assert run.returncode != 0
-    assert "Heap rejected record 1235 (on_rejected_record is 'fail')" in run.errors[0]["message"]
-    assert all(state["stream"]["stream_state"]["seq"] < 1234 for state in run.states)
+    message = run.errors[0]["message"]
+    assert re.match(r"Heap rejected record (\d+) \(on_rejected_record is 'fail'\): HTTP 400", message)
+    assert 1_000 <= int(message.split()[3]) - 1 < 3_000
+    assert all(state["stream"]["stream_state"]["seq"] < 1_000 for state in run.states)
+    assert requests <= 100, f"{requests} requests: batches went on being split after the first rejection"
 
 
 def test_an_invalid_app_id_fails_within_seconds_as_a_config_error(sandbox):

@@ -64,8 +64,12 @@ def test_open_number_names_the_last_batch_holding_records():
     assert builder.open_number == 2
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 9)), max_size=300), st.integers(1, 50))
-def test_merging_and_splitting_lose_nothing_and_keep_per_key_order(updates, max_items):
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 9)), max_size=300),
+    st.integers(1, 50),
+    st.integers(1, 60),
+)
+def test_merging_and_splitting_lose_nothing_and_keep_per_key_order(updates, max_items, part_size):
     builder = BatchBuilder(BODY, 1_000_000, merge=True, max_items=max_items)
     items = [item(key, position, v=value) for position, (key, value) in enumerate(updates, start=1)]
     batches = fill(builder, items)
@@ -73,11 +77,23 @@ def test_merging_and_splitting_lose_nothing_and_keep_per_key_order(updates, max_
     final = {}
     for batch in batches:
         assert len({i.key for i in batch.items}) == len(batch)
-        first, second = batch.halves()
-        assert first.items + second.items == batch.items and first.number == second.number == batch.number
+        parts = batch.parts(part_size)
+        assert [i for part in parts for i in part.items] == batch.items
+        assert all(len(part) <= part_size and part.number == batch.number for part in parts)
         for merged in batch.items:
             final[merged.key] = merged.body["properties"]["v"]
     expected = {}
     for key, value in updates:
         expected[key] = value
     assert final == expected
+
+
+@given(st.lists(st.sampled_from("ab"), min_size=80, max_size=200))
+def test_merged_updates_never_take_a_request_over_the_byte_cap(keys):
+    cap = 10_000
+    builder = BatchBuilder(BODY, cap, merge=True)
+    items = [item(key, position, **{f"p{position}": "x" * 300}) for position, key in enumerate(keys, start=1)]
+    batches = fill(builder, items)
+    assert all(len(BODY(batch)) <= cap for batch in batches)
+    assert sum(b.records for b in batches) == len(keys)
+    assert all(len({i.key for i in batch.items}) == len(batch) for batch in batches)

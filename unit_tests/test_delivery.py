@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from destination_heap_analytics.batching import Batch, RequestBody
-from destination_heap_analytics.client import HeapClient, Verdict, retry_after_seconds
-from destination_heap_analytics.delivery import BatchSender, redact
+from destination_heap_analytics.client import VOCABULARY, HeapClient, Verdict, heap_words, retry_after_seconds
+from destination_heap_analytics.delivery import BatchSender, SplitPolicy
 from destination_heap_analytics.mapping import HeapItem
 from destination_heap_analytics.pacing import RateLimiter
 
@@ -28,9 +28,11 @@ def batch(*identities):
     return Batch(1, items, [orjson.dumps(i.body) for i in items])
 
 
-def sender(retry_seconds=30.0):
+def sender(retry_seconds=30.0, fail_fast=False):
     limiter = RateLimiter(10**9, (10**9, 60.0), key_counts_requests=False)
-    return BatchSender(HeapClient(URL), limiter, BODY, "11", retry_seconds, threading.Event(), jitter=lambda: 0.0)
+    return BatchSender(
+        HeapClient(URL), limiter, BODY, "11", retry_seconds, threading.Event(), fail_fast=fail_fast, jitter=lambda: 0.0
+    )
 
 
 def sent_identities(request):
@@ -41,11 +43,12 @@ def sent_identities(request):
     ("status", "text", "verdict"),
     [
         (200, "", Verdict.ACCEPTED),
-        (400, '{"error": "Invalid app_id"}', Verdict.BAD_APP_ID),
+        (400, '{"error": "Invalid app_id"}', Verdict.REJECTED),
         (401, "", Verdict.BAD_APP_ID),
+        (403, "", Verdict.BAD_APP_ID),
         (400, '{"error": "bad property"}', Verdict.REJECTED),
-        (400, '{"error": "value refused", "request": "{\\"app_id\\":\\"11\\"}"}', Verdict.REJECTED),
-        (400, "Unknown environment", Verdict.BAD_APP_ID),
+        (301, "", Verdict.REDIRECTED),
+        (307, "", Verdict.REDIRECTED),
         (413, "", Verdict.TOO_LARGE),
         (429, "", Verdict.THROTTLED),
         (503, "", Verdict.TRANSIENT),
@@ -53,8 +56,23 @@ def sent_identities(request):
     ],
 )
 def test_answers_are_classified(requests_mock, status, text, verdict):
-    requests_mock.post(URL, status_code=status, text=text)
+    requests_mock.post(URL, status_code=status, text=text, headers={"Location": "https://elsewhere.test/x"})
     assert HeapClient(URL).post(b"{}").verdict is verdict
+
+
+def test_only_the_vocabulary_of_errors_leaves_an_answer():
+    echo = '{"error": "Invalid identity", "request": {"identity": "jo@x.io", "properties": {"jo_x_io": 42}}}'
+    assert heap_words(echo) == "error invalid identity request properties"
+    assert heap_words("\\u006a\\u006f@x.io is not a valid value for id") == "is not a valid value for id"
+    assert len(heap_words("invalid " * 10_000 + " ".join(sorted(VOCABULARY)))) < 200
+
+
+def test_a_redirect_names_only_where_it_points(requests_mock):
+    location = "https://user:secret@evil.test:8443/steal?email=jo@x.io"
+    requests_mock.post(URL, status_code=308, headers={"Location": location})
+    answer = HeapClient(URL).post(b"{}")
+    assert answer.describe() == "HTTP 308: redirected to https://evil.test:8443"
+    assert requests_mock.call_count == 1
 
 
 def test_network_faults_are_transient(requests_mock):
@@ -89,15 +107,18 @@ def test_transient_faults_and_throttling_are_retried_with_the_same_body(requests
     assert len(bodies) == 1
 
 
-def test_a_400_is_narrowed_down_to_the_refused_items(requests_mock):
-    def answer(request, context):
-        if "poison" in sent_identities(request):
-            context.status_code = 400
-            return '{"error": "property value refused"}'
-        context.status_code = 200
-        return "{}"
+def refusing(identity, error):
+    """A mocked Heap that answers 400 with `error` to any request holding `identity`, else 200."""
 
-    requests_mock.post(URL, text=answer)
+    def answer(request, context):
+        context.status_code = 400 if identity in sent_identities(request) else 200
+        return error if context.status_code == 400 else "{}"
+
+    return answer
+
+
+def test_a_400_is_narrowed_down_to_the_refused_items(requests_mock):
+    requests_mock.post(URL, text=refusing("poison", '{"error": "property value refused"}'))
     result = sender().send(batch("a", "b", "poison", "c", "d", "e", "f"))
     assert result.items == 6
     assert [(r.position, r.records) for r in result.rejections] == [(3, 1)]
@@ -112,7 +133,44 @@ def test_bad_app_id_fails_at_once_as_a_config_error(requests_mock):
         sender().send(batch("a"))
     assert caught.value.failure_type == FailureType.config_error
     assert "Heap rejected app_id '11'" in caught.value.message
-    assert requests_mock.call_count == 1
+    assert [len(r.json()["events"]) for r in requests_mock.request_history] == [1, 0]
+
+
+def test_an_item_whose_refusal_mentions_the_app_id_is_one_refused_item(requests_mock):
+    requests_mock.post(URL, text=refusing("b", '{"error": "property unknown_environment: invalid app_id reference"}'))
+    test_sender = sender()
+    result = test_sender.send(batch("a", "b", "c"))
+    assert (result.items, [r.position for r in result.rejections]) == (2, [2])
+    probes = [r for r in requests_mock.request_history if not r.json()["events"]]
+    assert len(probes) == 1
+    test_sender.send(batch("b"))
+    assert len([r for r in requests_mock.request_history if not r.json()["events"]]) == 1
+
+
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_a_batch_of_refused_items_costs_about_a_request_an_item(requests_mock, fail_fast):
+    requests_mock.post(URL, status_code=400, text='{"error": "refused"}')
+    test_sender = sender(fail_fast=fail_fast)
+    if fail_fast:
+        with pytest.raises(AirbyteTracedException, match="on_rejected_record is 'fail'"):
+            test_sender.send(batch(*[f"u{n}" for n in range(1000)]))
+        assert requests_mock.call_count <= 11
+        return
+    for number in range(3):
+        result = test_sender.send(batch(*[f"u{number}-{n}" for n in range(1000)]))
+        assert len(result.rejections) == 1000
+    assert requests_mock.call_count <= 3_300, "halving costs 2n - 1 requests; the policy keeps it near n"
+
+
+def test_split_policy_halves_while_refusals_are_rare_and_shrinks_parts_as_they_grow():
+    policy = SplitPolicy()
+    assert policy.part_size(1000) == 1000
+    policy.observe(10_000, 1)
+    assert policy.part_size(1000) == 1000
+    policy.observe(1000, 250)
+    assert 1 < policy.part_size(1000) < 100
+    policy.observe(5000, 5000)
+    assert policy.part_size(1000) == 1
 
 
 def test_an_exhausted_retry_budget_fails_as_transient_naming_the_endpoint(requests_mock):
@@ -122,12 +180,6 @@ def test_an_exhausted_retry_budget_fails_as_transient_naming_the_endpoint(reques
     assert caught.value.failure_type == FailureType.transient_error
     assert URL in caught.value.message and "HTTP 503" in caught.value.message
     assert "a@b.io" not in caught.value.message
-
-
-def test_redact_blanks_identities_and_values_in_both_plain_and_json_forms():
-    item = HeapItem("jo@x.io", {"identity": "jo@x.io", "properties": {"note": 'say "hi"'}}, 1)
-    text = redact('bad: jo@x.io value say \\"hi\\" or say "hi"', [item])
-    assert "jo@x.io" not in text and "hi" not in text
 
 
 @settings(max_examples=60, deadline=None)

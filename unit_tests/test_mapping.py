@@ -6,10 +6,14 @@ from hypothesis import strategies as st
 
 from destination_heap_analytics.config import HeapConfig
 from destination_heap_analytics.mapping import (
+    BAD_EMITTED_AT,
     ID_PROPERTY_LEFT_OUT,
     KEY_FROM_RECORD_HASH,
     MISSING,
+    NAME_COLLISION,
+    NOT_UNICODE,
     TIMESTAMP_FROM_EMITTED_AT,
+    TOO_DEEP,
     TRUNCATED_EVENT,
     TRUNCATED_VALUE,
     Column,
@@ -17,7 +21,9 @@ from destination_heap_analytics.mapping import (
     IdempotencyKey,
     RecordMapper,
     Unmappable,
+    failure_reason,
     heap_timestamp,
+    stable_hash,
 )
 from unit_tests.seeds import SEEDS, TRACK_API, TRACK_RECORD, USER_API, USER_RECORD
 
@@ -174,18 +180,89 @@ def test_idempotency_key_is_stable_and_distinguishes_records():
     assert key(TRACK_RECORD, []) != IdempotencyKey("other_stream")(TRACK_RECORD, [])
 
 
+def test_idempotency_keys_of_a_stream_without_namespace_are_those_of_earlier_versions():
+    assert IdempotencyKey("users")({"a": 1}, []) == stable_hash(["users", {"a": 1}])
+    key = IdempotencyKey("users", key_paths=[["id"]])
+    assert key({"id": 7, "x": 1}, []) == stable_hash(["users", [7]])
+
+
+def test_idempotency_keys_differ_across_namespaces_of_one_stream_name():
+    paths = [["id"]]
+    tenant_a, tenant_b = (
+        IdempotencyKey("users", "tenant_a", key_paths=paths),
+        IdempotencyKey("users", "tenant_b", key_paths=paths),
+    )
+    bare = IdempotencyKey("users", key_paths=paths)
+    assert len({tenant_a({"id": 1}, []), tenant_b({"id": 1}, []), bare({"id": 1}, [])}) == 3
+    assert IdempotencyKey("users", "a")({"x": 1}, []) != IdempotencyKey("users", "b")({"x": 1}, [])
+
+
 def test_idempotency_key_from_primary_key_ignores_other_fields():
     key = IdempotencyKey("users", key_paths=[["identities", "user_id"], ["updated_at"]])
     assert key(TRACK_RECORD, []) == key({**TRACK_RECORD, "name": "Changed"}, [])
     assert key(TRACK_RECORD, []) != key({**TRACK_RECORD, "updated_at": "2023-01-01"}, [])
 
 
-def test_idempotency_key_column_is_used_as_is_or_falls_back_with_a_note():
+def test_idempotency_keys_of_integers_beyond_64_bits_stay_distinct():
+    key = IdempotencyKey("users", key_paths=[["id"]])
+    ids = [2**64 + 1, 2**64 + 2, 2**70]
+    assert len({key({"id": n}, []) for n in ids}) == 3
+    assert key({"id": 2**64 + 1}, []) == key({"id": 2**64 + 1}, [])
+
+
+def test_idempotency_key_column_is_scoped_to_its_stream_or_falls_back_with_a_note():
     key = IdempotencyKey("users", column="identities.user_id")
-    assert key(TRACK_RECORD, []) == "0a12757f-4b19-4e93-969e-c3a2e98fe82b"
+    value = "0a12757f-4b19-4e93-969e-c3a2e98fe82b"
+    assert key(TRACK_RECORD, []) == key({"identities": {"user_id": value}}, [])
+    assert key(TRACK_RECORD, []) != IdempotencyKey("orders", column="identities.user_id")(TRACK_RECORD, [])
+    assert key(TRACK_RECORD, []) != IdempotencyKey("users", "crm", column="identities.user_id")(TRACK_RECORD, [])
     notes = []
     assert len(key({"x": 1}, notes)) == 32
     assert notes == [KEY_FROM_RECORD_HASH]
+
+
+ACCOUNT = {"api_type": "add_account_properties", "account_id_column": "acct"}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_never_an_identity(value):
+    assert map_one(ACCOUNT, {"acct": value}) == Unmappable("account_id is not a string or number", 1)
+
+
+def test_integers_beyond_64_bits_reach_heap_exactly():
+    item = map_one({**ACCOUNT, "property_columns": "big"}, {"acct": 2**64 + 7, "big": -(2**70)})
+    assert item.key == str(2**64 + 7) and item.body["account_id"] == "18446744073709551623"
+    assert item.body["properties"] == {"big": str(-(2**70))}
+
+
+@pytest.mark.parametrize("user_id", ["²", "١٢٣", "12³", " 12", "-1"])
+def test_a_user_id_is_ascii_digits_only(user_id):
+    api = {"api_type": "track", "event_column": "e", "user_id_column": "uid"}
+    assert map_one(api, {"e": "x", "uid": user_id}) == Unmappable("user_id is not a whole number from 0 to 2^53 - 1", 1)
+
+
+@pytest.mark.parametrize("emitted_at", [10**30, -(10**30), 1e300])
+def test_an_emitted_at_out_of_range_is_a_reason_not_a_crash(emitted_at):
+    api = {"api_type": "track", "event_column": "e", "identity_column": "who"}
+    assert map_one(api, {"e": "x", "who": "a"}, emitted_at) == Unmappable(BAD_EMITTED_AT, 1)
+
+
+def test_property_names_that_collide_keep_the_first_value_and_are_counted():
+    item = map_one(ACCOUNT, {"acct": "a", "a.b": "top", "a": {"b": "nested"}})
+    assert item.body["properties"] == {"acct": "a", "a.b": "top"}
+    assert item.notes == (NAME_COLLISION,)
+    item = map_one(ACCOUNT, {"acct": "a", "a": {"b": "nested"}, "a.b": "top"})
+    assert item.body["properties"] == {"acct": "a", "a.b": "nested"}
+    assert item.notes == (NAME_COLLISION,)
+    long_names = {"acct": "a", "x" * 1100: "1", "x" * 1023 + "y": "2"}
+    assert map_one(ACCOUNT, long_names).notes.count(NAME_COLLISION) == 1
+
+
+def test_errors_become_reason_categories_without_their_text():
+    assert failure_reason(RecursionError("maximum recursion depth exceeded")) == TOO_DEEP
+    assert failure_reason(TypeError("Recursion limit reached")) == TOO_DEEP
+    assert failure_reason(TypeError("str is not valid UTF-8: surrogates not allowed")) == NOT_UNICODE
+    assert failure_reason(KeyError("jane@example.com")) == "record could not be mapped (KeyError)"
 
 
 json_values = st.recursive(
