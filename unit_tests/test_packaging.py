@@ -1,5 +1,6 @@
 """The image, the registry metadata and the package agree on name and version."""
 
+import json
 import re
 from pathlib import Path
 
@@ -21,3 +22,25 @@ def test_the_image_runs_the_console_script_setup_declares():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["destination-heap-analytics"]' in dockerfile
     assert "destination-heap-analytics=destination_heap_analytics.destination:run" in (ROOT / "setup.py").read_text()
+    assert 'AIRBYTE_ENTRYPOINT="destination-heap-analytics"' in dockerfile
+
+
+def test_the_image_runs_as_a_numeric_non_root_user():
+    users = re.findall(r"^USER (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
+
+
+def test_airbytes_builder_gets_its_base_image_pinned_by_digest_and_the_icon_exists():
+    metadata = yaml.safe_load((ROOT / "metadata.yaml").read_text())["data"]
+    assert re.fullmatch(
+        r"docker\.io/airbyte/python-connector-base:[\d.]+@sha256:[0-9a-f]{64}",
+        metadata["connectorBuildOptions"]["baseImage"],
+    )
+    assert (ROOT / metadata["icon"]).read_text().lstrip().startswith("<svg")
+
+
+def test_a_track_config_shows_the_identity_fields_without_opening_optional_ones():
+    spec = json.loads((ROOT / "destination_heap_analytics" / "spec.json").read_text())
+    track = spec["connectionSpecification"]["properties"]["api"]["oneOf"][0]["properties"]
+    assert track["identity_column"]["always_show"] and track["user_id_column"]["always_show"]
+    assert spec["connectionSpecification"]["properties"]["app_id"]["airbyte_secret"] is False
