@@ -34,8 +34,8 @@ VOCABULARY = frozenset(
     request requests body payload json object array string number integer decimal boolean value values field
     fields key keys name names type format parse parsing property properties identity identities user users
     user_id account accounts account_id event events timestamp idempotency_key app app_id environment id
-    iso 8601 utc date time rate throttled slow down retry later internal server service unavailable gateway
-    timeout shorter longer between entity 0 1 2 53 64 255 1000 1023 1024""".split()  # noqa: SIM905
+    iso utc date time rate throttled slow down retry later internal server service unavailable gateway
+    timeout shorter longer between entity""".split()  # noqa: SIM905
 )
 """The words of Heap's answers that log lines may repeat: what an error says, never what it quotes."""
 
