@@ -72,6 +72,11 @@ class Answer:
         """Whether the answer speaks of the app id (which may be about the request or about one item)."""
         return APP_ID.search(self.text) is not None
 
+    @property
+    def refuses_app_id(self) -> bool:
+        """For a request that held no item, whether the answer refuses its app id."""
+        return self.verdict is Verdict.BAD_APP_ID or (self.verdict is Verdict.REJECTED and self.names_app_id)
+
     def describe(self) -> str:
         """The status and what Heap's answer says, in words that cannot carry record data."""
         head = f"HTTP {self.status}" if self.status is not None else "no answer"

@@ -23,6 +23,8 @@ logger = logging.getLogger("airbyte")
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
+SPLIT_MEMORY = 0.999
+"""How much each newly resolved item fades the refusal rate's past: about the last thousand items count."""
 
 
 class Stopped(Exception):
@@ -61,14 +63,13 @@ class SplitPolicy:
     about one request an item instead of the two that halving costs. Approximate under threads.
     """
 
-    def __init__(self, memory: float = 0.999) -> None:
-        self.memory = memory
+    def __init__(self) -> None:
         self.refused = 0.0
         self.resolved = 0.0
 
     def observe(self, items: int, refused: int) -> None:
         """Counts items whose fate is known, and how many of them Heap refused."""
-        fade = self.memory**items
+        fade = SPLIT_MEMORY**items
         self.refused = self.refused * fade + refused
         self.resolved = self.resolved * fade + items
 
@@ -129,7 +130,7 @@ class BatchSender:
             part = parts.pop()
             answer = self._post(part, result)
             if answer.verdict is Verdict.REJECTED and answer.names_app_id:
-                self._check_app_id(answer, result)
+                self._check_app_id(result)
             if answer.verdict is Verdict.ACCEPTED:
                 result.items += len(part.items)
                 result.records += part.records
@@ -146,7 +147,7 @@ class BatchSender:
                 result.rejections.append(Rejection(item.position, item.records, answer.describe()))
         return result
 
-    def _check_app_id(self, answer: Answer, result: BatchResult) -> None:
+    def _check_app_id(self, result: BatchResult) -> None:
         """A refusal that names the app id may be about the request or about one item's text: an empty
         request, which holds no item, tells which."""
         if self.app_id_accepted:
@@ -154,7 +155,7 @@ class BatchSender:
         probe = self._post(Batch(0), result)
         if probe.verdict is Verdict.ACCEPTED:
             self.app_id_accepted = True
-        elif probe.verdict is Verdict.REJECTED and probe.names_app_id:
+        elif probe.refuses_app_id:
             raise bad_app_id(self.app_id, probe)
 
     def _post(self, part: Batch, result: BatchResult) -> Answer:

@@ -57,7 +57,7 @@ class DestinationHeapAnalytics(Destination):
         answer = HeapClient(url, heap_config.request_timeout_seconds).post(body)
         if answer.verdict is Verdict.ACCEPTED:
             return AirbyteConnectionStatus(status=Status.SUCCEEDED)
-        if answer.verdict is Verdict.BAD_APP_ID or (answer.verdict is Verdict.REJECTED and answer.names_app_id):
+        if answer.refuses_app_id:
             message = bad_app_id(heap_config.app_id, answer).message
         elif answer.verdict is Verdict.REDIRECTED:
             message = redirected(url, answer).message
