@@ -1,0 +1,53 @@
+"""Reading protocol lines: exact values, STATE as raw JSON, and a reason for every line that is neither."""
+
+import math
+
+import pytest
+
+from destination_heap_analytics.messages import (
+    NO_DATA,
+    NOT_A_MESSAGE,
+    NOT_JSON,
+    TOO_DEEP,
+    State,
+    Unreadable,
+    dump_json,
+    parse_json,
+    read_lines,
+)
+
+
+@pytest.mark.parametrize("number", [2**64 + 1, -(2**63) - 1, 10**40, 2**64 - 1, -(2**63)])
+def test_integers_of_any_size_are_read_and_written_exactly(number):
+    line = b'{"n": %d, "t": "2022-10-21"}' % number
+    assert parse_json(line) == {"n": number, "t": "2022-10-21"}
+    assert type(parse_json(line)["n"]) is int
+    assert parse_json(dump_json(parse_json(line))) == {"n": number, "t": "2022-10-21"}
+
+
+def test_what_orjson_refuses_python_reads():
+    assert math.isnan(parse_json(b'{"v": NaN}')["v"])
+    assert parse_json(b'"\\ud800"') == "\ud800"
+    assert dump_json("\ud800") == b'"\\ud800"'
+
+
+def test_lines_become_records_states_or_reasons():
+    lines = [
+        b'{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{"a":1},"emitted_at":5}}',
+        b'{"type":"STATE","state":{"type":"STREAM","id":1,"stream":{"stream_descriptor":{"name":"s"}}}}',
+        b'{"type":"RECORD","record":{"stream":"s","data":[1],"emitted_at":5}}',
+        b'{"type":"LOG","log":{"level":"INFO","message":"skipped"}}',
+        b"   ",
+        b"[1]",
+        b"{oops",
+        b"[" * 3000 + b"]" * 3000,
+    ]
+    messages = list(read_lines(lines))
+    assert messages[0] == (("s", "n"), {"a": 1}, 5)
+    assert messages[1] == State(parse_json(lines[1]), ("s", None))
+    assert messages[2:] == [
+        Unreadable(3, NO_DATA, ("s", None)),
+        Unreadable(6, NOT_A_MESSAGE),
+        Unreadable(7, NOT_JSON),
+        Unreadable(8, TOO_DEEP),
+    ]
