@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +23,7 @@ from urllib3.util import parse_url
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 ANSWER_BYTES = 16_384
+WATCHDOG_TICK = 0.1
 USER_AGENT = "airbyte-destination-heap-analytics"
 APP_ID = re.compile(r"\b(app[\s_-]?id|environment[\s_-]?id)\b", re.IGNORECASE)
 WORD = re.compile(r"[a-z0-9_]+")
@@ -94,40 +96,73 @@ def heap_words(text: str) -> str:
     return " ".join(words)
 
 
-class _Sockets:
-    """The socket each thread's connection uses, so a deadline can shut it from another thread."""
+class _Connections:
+    """The socket each thread's connection uses and the deadline of the request on it.
+
+    One watchdog thread, started with the first deadline, shuts the socket of a request whose
+    deadline has passed, so a request costs two dictionary updates rather than a timer thread.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.by_thread: dict[int, socket.socket] = {}
+        self.sockets: dict[int, socket.socket] = {}
+        self.deadlines: dict[int, tuple[float, threading.Event]] = {}
+        self.watchdog: threading.Thread | None = None
 
     def register(self, sock: socket.socket) -> None:
+        """Records the socket this thread's connection has just opened."""
         with self.lock:
-            self.by_thread[threading.get_ident()] = sock
+            self.sockets[threading.get_ident()] = sock
+
+    def arm(self, seconds: float) -> threading.Event:
+        """Starts this thread's deadline; the event is set if it passes before `disarm`."""
+        expired = threading.Event()
+        with self.lock:
+            self.deadlines[threading.get_ident()] = (time.monotonic() + seconds, expired)
+            if self.watchdog is None:
+                self.watchdog = threading.Thread(target=self._watch, name="heap-deadlines", daemon=True)
+                self.watchdog.start()
+        return expired
+
+    def disarm(self) -> None:
+        """Ends this thread's deadline."""
+        with self.lock:
+            self.deadlines.pop(threading.get_ident(), None)
 
     def shut(self, thread: int | None = None) -> None:
         """Shuts one thread's socket, or every socket when no thread is named."""
         with self.lock:
-            sockets = list(self.by_thread.values()) if thread is None else [self.by_thread.get(thread)]
+            sockets = list(self.sockets.values()) if thread is None else [self.sockets.get(thread)]
         for sock in sockets:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def _watch(self) -> None:
+        while True:
+            time.sleep(WATCHDOG_TICK)
+            now = time.monotonic()
+            with self.lock:
+                passed = [thread for thread, (deadline, _) in self.deadlines.items() if deadline <= now]
+                expired = [(thread, self.deadlines.pop(thread)[1]) for thread in passed]
+            for thread, event in expired:
+                event.set()
+                self.shut(thread)
 
-SOCKETS = _Sockets()
+
+CONNECTIONS = _Connections()
 
 
 class _TrackedHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         super().connect()
-        SOCKETS.register(self.sock)
+        CONNECTIONS.register(self.sock)
 
 
 class _TrackedHTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
         super().connect()
-        SOCKETS.register(self.sock)
+        CONNECTIONS.register(self.sock)
 
 
 class _TrackedHTTPPool(HTTPConnectionPool):
@@ -179,16 +214,7 @@ class HeapClient:
 
     def post(self, body: bytes) -> Answer:
         """Sends one body and says what came back, within the deadline."""
-        expired = threading.Event()
-        thread = threading.get_ident()
-
-        def expire() -> None:
-            expired.set()
-            SOCKETS.shut(thread)
-
-        timer = threading.Timer(self.deadline, expire)
-        timer.daemon = True
-        timer.start()
+        expired = CONNECTIONS.arm(self.deadline)
         try:
             with self.session.post(
                 self.url, data=body, timeout=self.timeout, allow_redirects=False, stream=True
@@ -202,14 +228,14 @@ class HeapClient:
                 return Answer(Verdict.TRANSIENT, detail=f"timed out ({type(error).__name__})")
             return Answer(Verdict.TRANSIENT, detail=f"connection failed ({_root_cause(error)})")
         finally:
-            timer.cancel()
+            CONNECTIONS.disarm()
             if expired.is_set():
                 self.local.session = None
 
 
 def abort_all() -> None:
     """Cuts every connection in use, so threads blocked on a stalled answer return at once."""
-    SOCKETS.shut()
+    CONNECTIONS.shut()
 
 
 def classify(status: int, headers: requests.structures.CaseInsensitiveDict, body: str) -> Answer:
