@@ -1,6 +1,6 @@
 """Benchmarks `main.py write` against the local Heap sandbox; prints a table and writes it as JSON.
 
-Usage: python bench/run.py [--records 1000000] [--small 100000] [--paced-limit 20000] [--repeat 3]
+Usage: python bench/run.py [--records 1000000] [--small 100000] [--repeat 3]
 
 Modes, all on the same generated data (seed-like user events with nested fields, a STATE every
 1,000 records):
@@ -9,7 +9,11 @@ Modes, all on the same generated data (seed-like user events with nested fields,
             what it receives (its per-item checks would make it the bottleneck on two cores)
   per-row   one request per record on a fresh connection, as the original connector did
   latency   the connector against a sandbox answering after 50 ms (per-row measured the same way)
-  paced     the sandbox enforcing a rate limit and the connector configured to it
+  pacing    the sandbox enforcing a limit counted over sliding or fixed windows, the connector
+            configured to that limit or to twice it (Heap allowing half of what it was told)
+  properties add_user_properties with distinct users and the default config (no per-app ceiling),
+            the sandbox counting Heap's 30 requests per 30 s per identity; small and large input
+  throttled every request throttled, max_retry_seconds 15: how long until the sync fails
   rss       peak RSS of the connector for the small input and for the cpu mode's
   breakdown CPU of the connector's in-process steps per record, and of one POST with its client
 """
@@ -58,17 +62,23 @@ API = {
     "property_columns": "blocked,created_at,name,nickname,identities.provider,logins_count,plan",
 }
 PROPERTY_COLUMNS = API["property_columns"].split(",")
+PROPERTIES_API = {
+    "api_type": "add_user_properties",
+    "identity_column": "email",
+    "property_columns": API["property_columns"],
+}
 LATENCY = 0.05
 UNLIMITED = 10**9
 
 
-def generate(path: Path, count: int, seed: int = 1) -> None:
-    """Writes `count` RECORD lines of seed-like user events, with a STATE after every 1,000."""
+def generate(path: Path, count: int, seed: int = 1, distinct: bool = False) -> None:
+    """Writes `count` RECORD lines of seed-like user events, with a STATE after every 1,000; with
+    `distinct` every record is of a user of its own."""
     rng = random.Random(seed)
     names = ["Camden", "Alysha", "Jacinto", "Mara", "Theo", "Ines", "Rafael", "Noor", "Kenji", "Lola"]
     with path.open("wb") as out:
         for seq in range(count):
-            user = rng.randrange(50_000)
+            user = seq if distinct else rng.randrange(50_000)
             social = user % 3 == 0
             stamp = datetime.fromtimestamp(1666325394 + seq, UTC).isoformat(timespec="milliseconds")
             data = {
@@ -201,10 +211,14 @@ def wait_measured(pid: int) -> tuple[int, Any, float]:
         time.sleep(0.05)
 
 
-def connector(path: Path, records: int, faults: Faults, **options: Any) -> dict[str, Any]:
-    """Runs `main.py write` on the file against a fresh sandbox; measures wall time, CPU and peak RSS."""
+def connector(path: Path, records: int, faults: Faults, must_succeed: bool = True, **options: Any) -> dict[str, Any]:
+    """Runs `main.py write` on the file against a fresh sandbox; measures wall time, CPU and peak RSS.
+
+    The config is unpaced unless `options` say otherwise; an option given as None is left out.
+    """
     with sandbox_process(faults) as url, tempfile.TemporaryDirectory() as tmp:
         config = {"app_id": "11", "base_url": url, "api": API, "max_events_per_minute": UNLIMITED, **options}
+        config = {key: value for key, value in config.items() if value is not None}
         (Path(tmp) / "config.json").write_text(json.dumps(config))
         (Path(tmp) / "catalog.json").write_text(json.dumps(CATALOG))
         args = [sys.executable, str(ROOT / "main.py"), "write"]
@@ -217,9 +231,9 @@ def connector(path: Path, records: int, faults: Faults, **options: Any) -> dict[
             stdout.seek(0)
             messages = [orjson.loads(line) for line in stdout]
         snapshot = requests.get(f"{url}/_sandbox/received", timeout=30).json()
-    if returncode != 0:
+    if must_succeed and returncode != 0:
         raise SystemExit(f"connector exited {returncode}: {[m for m in messages if m['type'] == 'TRACE']}")
-    if snapshot["accepted_count"] != records:
+    if must_succeed and snapshot["accepted_count"] != records:
         raise SystemExit(f"sandbox accepted {snapshot['accepted_count']} of {records} records")
     cpu = usage.ru_utime + usage.ru_stime
     requests_made = snapshot["requests"]
@@ -233,7 +247,41 @@ def connector(path: Path, records: int, faults: Faults, **options: Any) -> dict[
         "requests": requests_made,
         "throttled_share": snapshot["statuses"].get("429", 0) / max(requests_made, 1),
         "states": sum(1 for m in messages if m["type"] == "STATE"),
+        "returncode": returncode,
+        "accepted_count": snapshot["accepted_count"],
+        "accepted_requests": snapshot["accepted_requests"],
     }
+
+
+def share_after_first_window(run: dict[str, Any], window: float, per_minute: int) -> float:
+    """Items Heap accepted per second after the first window, as a share of its limit.
+
+    Counted from the first window's end to the last accepted request, whose own items are left out.
+    """
+    accepted = run.pop("accepted_requests")
+    start = accepted[0][0] + window
+    late = [(at, items) for at, items in accepted if at >= start]
+    return sum(items for _, items in late[:-1]) / (late[-1][0] - start) / (per_minute / 60)
+
+
+PACING_CASES = [
+    ("5 s sliding windows", 5.0, False, 60_000, 60_000, 60_000),
+    ("60 s sliding windows", 60.0, False, 60_000, 60_000, 150_000),
+    ("fixed 10 s windows", 10.0, True, 60_000, 60_000, 60_000),
+    ("half the configured limit, 60 s sliding", 60.0, False, 30_000, 60_000, 120_000),
+    ("half the configured limit, fixed 10 s", 10.0, True, 30_000, 60_000, 60_000),
+]
+"""name, window seconds, fixed, items a minute the sandbox enforces, items a minute configured, records."""
+
+
+def pacing(path: Path, case: tuple[str, float, bool, int, int, int]) -> dict[str, Any]:
+    """The connector against a sandbox enforcing a limit counted one way."""
+    name, window, fixed, enforced, configured, records = case
+    faults = Faults(rate_limit=int(enforced * window / 60), rate_window=window, rate_fixed=fixed, keep_items=False)
+    run = connector(path, records, faults, max_events_per_minute=configured)
+    run["case"] = name
+    run["share_of_limit"] = share_after_first_window(run, window, enforced)
+    return run
 
 
 def per_row(path: Path, records: int, latency: float) -> dict[str, Any]:
@@ -335,11 +383,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="records for the cpu and latency modes")
     parser.add_argument("--small", type=int, default=100_000, help="the smaller input of the rss comparison")
-    parser.add_argument("--paced-limit", type=int, default=20_000, help="items per minute for the paced mode")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
-    paced_records = 3 * args.paced_limit
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -347,9 +393,13 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
-        for size in sorted({args.records, args.small, paced_records}):
+        for size in sorted({args.records, args.small} | {case[-1] for case in PACING_CASES}):
             files[size] = Path(tmp) / f"records-{size}.jsonl"
             generate(files[size], size)
+        distinct = {}
+        for size in (args.small, args.records):
+            distinct[size] = Path(tmp) / f"distinct-{size}.jsonl"
+            generate(distinct[size], size, distinct=True)
         main_file = files[args.records]
         quiet = Faults(keep_items=False, validate=False)
         print(f"floor: {args.records:,} records in-process", flush=True)
@@ -365,11 +415,25 @@ def main() -> None:
         latency_faults = Faults(latency=LATENCY, keep_items=False)
         results["latency"] = median_of([connector(main_file, args.records, latency_faults) for _ in range(args.repeat)])
         results["per_row_latency"] = per_row(main_file, 100, LATENCY)
-        print(f"paced: {paced_records:,} records at {args.paced_limit:,} items per minute", flush=True)
-        paced_faults = Faults(rate_limit=args.paced_limit, rate_window=60.0, keep_items=False)
-        paced = connector(files[paced_records], paced_records, paced_faults, max_events_per_minute=args.paced_limit)
-        paced["achieved_share_of_limit"] = (paced_records - args.paced_limit) / paced["seconds"] * 60 / args.paced_limit
-        results["paced"] = paced
+        results["pacing"] = []
+        for case in PACING_CASES:
+            print(f"pacing: {case[0]}", flush=True)
+            results["pacing"].append(pacing(files[case[-1]], case))
+        print("properties: add_user_properties, distinct users, default config", flush=True)
+        properties = {"api": PROPERTIES_API, "max_events_per_minute": None}
+        documented = Faults(identity_limit=30, identity_window=30.0, keep_items=False, validate=False)
+        results["properties"] = connector(distinct[args.small], args.small, documented, **properties)
+        results["properties_large"] = connector(distinct[args.records], args.records, documented, **properties)
+        print("throttled: every request throttled, max_retry_seconds 15", flush=True)
+        throttled = Faults(throttle_rate=1.0, retry_after=1.0, keep_items=False)
+        results["throttled"] = connector(
+            files[args.small],
+            args.small,
+            throttled,
+            must_succeed=False,
+            max_events_per_minute=None,
+            max_retry_seconds=15,
+        )
     report(results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -378,6 +442,7 @@ def report(results: dict[str, Any]) -> None:
     """Prints the results as a Markdown table with the targets beside them."""
     floor_run, cpu, small, latency = results["floor"], results["cpu"], results["small"], results["latency"]
     steps = results["breakdown"]
+    properties, large, throttled = results["properties"], results["properties_large"], results["throttled"]
     cpu_us, floor_us = cpu["cpu_us_per_record"], floor_run["cpu_us_per_record"]
     marginal_us = (cpu["cpu_seconds"] - small["cpu_seconds"]) / (cpu["records"] - small["records"]) * 1e6
     per_row_rate = results["per_row"]["records_per_second"]
@@ -416,8 +481,24 @@ def report(results: dict[str, Any]) -> None:
             f"{latency['records_per_second'] / per_row_latency_rate:,.0f}x",
             ">= 200x",
         ),
-        ("paced: achieved share of the limit", f"{results['paced']['achieved_share_of_limit']:.1%}", ">= 95%"),
-        ("paced: requests throttled", f"{results['paced']['throttled_share']:.1%}", "<= 1%"),
+        *pacing_rows(results["pacing"]),
+        (
+            f"properties: records/s, {properties['records']:,} distinct users, default config",
+            f"{properties['records_per_second']:,.0f} ({properties['throttled_share']:.1%} throttled)",
+            ">= 10,000",
+        ),
+        (
+            "throttled: every request, max_retry_seconds 15",
+            f"failed after {throttled['seconds']:.1f} s (exit {throttled['returncode']}), "
+            f"{throttled['states']} STATE, {throttled['accepted_count']} accepted",
+            "fails within 30 s, no STATE",
+        ),
+        (
+            f"rss: peak, distinct users, {properties['records']:,} / {large['records']:,} records",
+            f"{properties['peak_rss_mb']:.0f} MB / {large['peak_rss_mb']:.0f} MB "
+            f"({large['peak_rss_mb'] / properties['peak_rss_mb'] - 1:+.1%})",
+            "<= 150 MB, within 10%",
+        ),
         (
             f"rss: peak, {small['records']:,} / {cpu['records']:,} records",
             f"{small['peak_rss_mb']:.0f} MB / {large_rss:.0f} MB ({rss_growth:+.1%})",
@@ -429,6 +510,23 @@ def report(results: dict[str, Any]) -> None:
     print("|---|---|---|")
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+
+def pacing_rows(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """One row per pacing case: the share of the limit used after the first window, and requests throttled."""
+    rows = []
+    for run in runs:
+        half = run["case"].startswith("half")
+        fixed = "fixed" in run["case"]
+        target = ">= 80%, <= 15%" if half else (">= 90%, <= 2%" if fixed else ">= 95%, <= 1%")
+        rows.append(
+            (
+                f"pacing, {run['case']}: share of the limit, requests throttled",
+                f"{run['share_of_limit']:.1%}, {run['throttled_share']:.1%}",
+                target,
+            )
+        )
+    return rows
 
 
 if __name__ == "__main__":

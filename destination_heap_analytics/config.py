@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from .pacing import PROPERTIES_PER_IDENTITY, TRACK_PER_IDENTITY, IdentityLimit
+
 MAX_PROPERTY_NAME = 1023
 REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
 
@@ -68,6 +70,9 @@ class TrackApi(_Api):
 
     endpoint: ClassVar[str] = "/api/track"
     items_field: ClassVar[str] = "events"
+    items_per_minute: ClassVar[int | None] = 15_000
+    identity_limit: ClassVar[IdentityLimit] = TRACK_PER_IDENTITY
+    last_write_wins: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _identity_or_user_id(self) -> TrackApi:
@@ -90,6 +95,9 @@ class UserPropertiesApi(_Api):
 
     endpoint: ClassVar[str] = "/api/add_user_properties"
     items_field: ClassVar[str] = "users"
+    items_per_minute: ClassVar[int | None] = None
+    identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
+    last_write_wins: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "identity"
 
@@ -111,6 +119,9 @@ class AccountPropertiesApi(_Api):
 
     endpoint: ClassVar[str] = "/api/add_account_properties"
     items_field: ClassVar[str] = "accounts"
+    items_per_minute: ClassVar[int | None] = None
+    identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
+    last_write_wins: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "account_id"
 
@@ -127,7 +138,7 @@ class HeapConfig(BaseModel):
     api: ApiConfig
     region: Literal["US", "EU"] = "US"
     base_url: str | None = None
-    max_events_per_minute: int = Field(15_000, ge=1)
+    max_events_per_minute: int | None = Field(None, ge=1)
     on_rejected_record: Literal["skip", "fail"] = "skip"
     max_retry_seconds: int = Field(600, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=10_000)
@@ -156,6 +167,11 @@ class HeapConfig(BaseModel):
     def url(self) -> str:
         """The base URL requests go to."""
         return self.base_url or REGION_URLS[self.region]
+
+    @property
+    def items_per_minute(self) -> int | None:
+        """The per-app ceiling paced under: the configured one, else the API's documented one (if any)."""
+        return self.max_events_per_minute or self.api.items_per_minute
 
     @property
     def endpoint_url(self) -> str:

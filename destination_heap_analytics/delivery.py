@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 from airbyte_cdk.models import FailureType
@@ -17,12 +18,10 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from .batching import Batch, RequestBody
 from .client import Answer, HeapClient, Verdict, abort_all
 from .config import config_error
-from .pacing import RateLimiter
+from .pacing import Pacer
 
 logger = logging.getLogger("airbyte")
 
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0
 SPLIT_MEMORY = 0.999
 """How much each newly resolved item fades the refusal rate's past: about the last thousand items count."""
 
@@ -80,26 +79,52 @@ class SplitPolicy:
         return max(1, min(size, round(self.resolved / self.refused)))
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a request is retried: for `budget_seconds` of wall time from its first throttled or failed
+    answer, pacing waits included, each time after Heap's Retry-After or else a jittered exponential backoff.
+
+    Immutable, like urllib3's Retry: `increment` returns the policy for the next attempt.
+    """
+
+    budget_seconds: float
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    attempts: int = 0
+    deadline: float = math.inf
+
+    def increment(self, now: float) -> RetryPolicy:
+        """The policy after one more retryable answer, at `now`; the budget runs from the first."""
+        deadline = now + self.budget_seconds if self.attempts == 0 else self.deadline
+        return replace(self, attempts=self.attempts + 1, deadline=deadline)
+
+    def delay(self, retry_after: float | None, jitter: float) -> float:
+        """Seconds before the next attempt: Retry-After when Heap gave one, else full-jitter backoff."""
+        if retry_after is not None:
+            return retry_after
+        return jitter * min(self.backoff_cap, self.backoff_base * 2**self.attempts)
+
+
 class BatchSender:
     """Sends one batch until Heap has accepted or rejected each of its items."""
 
     def __init__(
         self,
         client: HeapClient,
-        limiter: RateLimiter,
+        pacer: Pacer,
         body: RequestBody,
         app_id: str,
-        retry_seconds: float,
+        retry: RetryPolicy,
         stop: threading.Event,
         fail_fast: bool = False,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
-        self.limiter = limiter
+        self.pacer = pacer
         self.body = body
         self.app_id = app_id
-        self.retry_seconds = retry_seconds
+        self.retry = retry
         self.stop = stop
         self.fail_fast = fail_fast
         self.jitter = jitter
@@ -159,52 +184,55 @@ class BatchSender:
             raise bad_app_id(self.app_id, probe)
 
     def _post(self, part: Batch, result: BatchResult) -> Answer:
-        """Posts one part, retrying throttling and transient faults within the retry budget."""
-        deadline = self.clock() + self.retry_seconds
+        """Posts one part, retrying throttling and transient faults while the retry policy allows."""
         payload = self.body(part)
-        attempt = 0
+        retry = self.retry
+        answer = None
         while True:
-            entry, waited = self.limiter.reserve(part.keys, self.stop)
-            result.paced_seconds += waited
+            before = self.clock()
+            sent_at = self.pacer.reserve(part.keys, self.stop, retry.deadline)
+            result.paced_seconds += self.clock() - before
             if self.stop.is_set():
                 raise Stopped()
+            if sent_at is None:
+                raise self._out_of_budget(retry, answer)
             answer = self.client.post(payload)
             if self.stop.is_set():
                 raise Stopped()
-            self.limiter.settle(entry)
             result.requests += 1
             if answer.verdict is Verdict.THROTTLED:
                 result.throttled += 1
-                self.limiter.throttled(answer.retry_after)
+                self.pacer.throttled(sent_at, answer.retry_after)
             elif answer.verdict is not Verdict.TRANSIENT:
-                self.limiter.answered()
+                self.pacer.passed(len(part.items))
                 return self._final(answer)
-            attempt += 1
-            delay = answer.retry_after if answer.retry_after is not None else self._backoff(attempt)
-            if self.clock() + delay > deadline:
-                raise AirbyteTracedException(
-                    message=(
-                        f"Heap did not accept a request to {self.client.url} within the "
-                        f"{self.retry_seconds:g}s retry budget ({attempt} attempts); last answer: "
-                        f"{answer.describe()}. The sync can be resumed from its last state."
-                    ),
-                    failure_type=FailureType.transient_error,
-                )
+            now = self.clock()
+            retry = retry.increment(now)
+            delay = retry.delay(answer.retry_after, self.jitter())
+            if now + delay > retry.deadline:
+                raise self._out_of_budget(retry, answer)
             logger.warning(
                 "Retrying a request of %d items to %s in %.1fs (attempt %d): %s",
                 len(part.items),
                 self.client.url,
                 delay,
-                attempt,
+                retry.attempts,
                 answer.describe(),
             )
             result.retries += 1
             if self.stop.wait(delay):
                 raise Stopped()
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter."""
-        return self.jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+    def _out_of_budget(self, retry: RetryPolicy, answer: Answer | None) -> AirbyteTracedException:
+        last = answer.describe() if answer is not None else "none"
+        return AirbyteTracedException(
+            message=(
+                f"Heap did not accept a request to {self.client.url} within the {retry.budget_seconds:g}s retry "
+                f"budget ({retry.attempts + 1} attempts); last answer: {last}. The sync can be resumed from its "
+                "last state."
+            ),
+            failure_type=FailureType.transient_error,
+        )
 
     def _final(self, answer: Answer) -> Answer:
         if answer.verdict is Verdict.BAD_APP_ID:

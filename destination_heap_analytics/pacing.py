@@ -1,161 +1,212 @@
-"""Client-side pacing under Heap's documented rate limits, slowed by throttling answers."""
+"""Client-side pacing: an even flow under Heap's limits per app and per identity, adapting to throttling."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-TRACK_PER_IDENTITY = (1000, 60.0)
-PROPERTIES_PER_IDENTITY = (30, 30.0)
+AIM = 0.97
+"""The share of a known ceiling paced: an even flow just under it fits any window that holds a request."""
+LOOKBACK = 60.0
+"""Seconds of accepted items over which the rate Heap accepts is measured when it throttles."""
+CUT = 0.85
+"""The rate kept after a throttling answer when the measured rate does not say how far to go down."""
+PROBE_INTERVAL = 10.0
+"""Seconds without throttling after which the rate goes up a step toward the ceiling."""
+PROBE_STEP = 1.02
 RECEIPT_MARGIN = 10.0
-MIN_SCALE = 0.1
-SLOWDOWN = 0.7
-RECOVERY = 0.02
+"""Seconds added to an identity window, so a request counted when it leaves still counts however late
+(within the margin) Heap receives it."""
+SKETCH_ROW = 1 << 18
+"""Counters in each row of an identity sketch: two rows of 4-byte counters, 2 MB a bucket."""
 
 
-class SlidingWindow:
-    """Counts units sent in the last `seconds`; an entry's time may be moved later once Heap answers."""
+@dataclass(frozen=True)
+class IdentityLimit:
+    """Heap's documented ceiling per identity: `limit` items, or requests holding it, in `seconds`."""
 
-    __slots__ = ("entries", "seconds", "total")
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.entries: deque[list[float]] = deque()
-        self.total = 0.0
-
-    def prune(self, now: float) -> None:
-        """Forgets entries older than the window."""
-        entries = self.entries
-        while entries and entries[0][0] <= now - self.seconds:
-            self.total -= entries.popleft()[1]
-
-    def wait_for(self, units: float, limit: float, now: float) -> float:
-        """Seconds until `units` more fit under `limit` (0 when they fit now, or the window is empty)."""
-        self.prune(now)
-        excess = self.total + units - limit
-        if excess <= 0 or not self.entries:
-            return 0.0
-        for entry_time, count in self.entries:
-            excess -= count
-            if excess <= 0:
-                return entry_time + self.seconds - now
-        return self.entries[-1][0] + self.seconds - now
-
-    def add(self, units: float, now: float) -> list[float]:
-        """Records units sent now; the returned entry can be moved to the answer's time."""
-        entry = [now, units]
-        self.entries.append(entry)
-        self.total += units
-        return entry
+    limit: int
+    seconds: float
+    counts_requests: bool
 
 
-class KeyBuckets:
-    """Per-key counts in two consecutive buckets; their sum bounds a key's count in any recent window.
+TRACK_PER_IDENTITY = IdentityLimit(1000, 60.0, counts_requests=False)
+PROPERTIES_PER_IDENTITY = IdentityLimit(30, 30.0, counts_requests=True)
 
-    A bucket is the window plus a margin, so a request counted when it was reserved still
-    counts however late (within the margin) Heap receives it. Plain dicts keep the per-item
-    cost of a check and an update to two lookups.
+
+class AppRate:
+    """The pace of one app's requests: a token bucket whose burst is one request, at an adaptive rate.
+
+    The rate starts at AIM of the ceiling (none: unlimited). A throttling answer pauses every request
+    for Retry-After and brings the rate down to what Heap accepted over the last minute, or by CUT
+    when that says nothing; each PROBE_INTERVAL without throttling raises it by PROBE_STEP, back up
+    to the ceiling. Throttling of requests sent before the last cut took effect changes nothing more.
+    """
+
+    def __init__(self, items_per_minute: int | None, now: float) -> None:
+        self.ceiling = items_per_minute * AIM / 60 if items_per_minute else math.inf
+        self.rate = self.ceiling
+        self.next_free = -math.inf
+        self.paused_until = -math.inf
+        self.cut_until = -math.inf
+        self.changed = now
+        self.first_sent: float | None = None
+        self.accepted: deque[tuple[float, int]] = deque()
+        self.accepted_total = 0
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next request may go."""
+        return max(self.next_free, self.paused_until) - now
+
+    def take(self, units: int, now: float) -> None:
+        """Spends a request of `units` items now: the next may go once they are paid for at the rate."""
+        if self.first_sent is None:
+            self.first_sent = now
+        if self.rate < self.ceiling and now - self.changed >= PROBE_INTERVAL:
+            self.rate = min(self.ceiling, self.rate * PROBE_STEP)
+            self.changed = now
+        self.next_free = max(self.next_free, now) + units / self.rate
+
+    def passed(self, units: int, now: float) -> None:
+        """Heap let a request of `units` items through (accepted or refused them, but did not throttle)."""
+        self.accepted.append((now, units))
+        self.accepted_total += units
+        self._forget(now)
+
+    def throttled(self, sent_at: float, retry_after: float | None, now: float) -> None:
+        """Heap throttled a request sent at `sent_at`: pause for Retry-After, and slow down unless already done."""
+        if retry_after:
+            self.paused_until = max(self.paused_until, now + retry_after)
+        if sent_at < self.cut_until:
+            return
+        measured = self.measured(now)
+        if measured is not None and measured * AIM < self.rate:
+            self.rate = measured * AIM
+        elif math.isfinite(self.rate):
+            self.rate *= CUT
+        self.changed = now
+        self.cut_until = max(now, self.paused_until)
+
+    def measured(self, now: float) -> float | None:
+        """Items per second Heap let through over the last LOOKBACK seconds, or None before any went."""
+        self._forget(now)
+        if self.first_sent is None or not self.accepted_total:
+            return None
+        return self.accepted_total / max(min(LOOKBACK, now - self.first_sent), 1.0)
+
+    def _forget(self, now: float) -> None:
+        accepted = self.accepted
+        while accepted and accepted[0][0] <= now - LOOKBACK:
+            self.accepted_total -= accepted.popleft()[1]
+
+
+class IdentityCounts:
+    """Counts per identity in any recent window, in fixed memory however many identities there are.
+
+    Two consecutive buckets, each the window plus RECEIPT_MARGIN long, bound an identity's count
+    in any window. Each bucket is a count-min sketch: counters in two rows indexed by parts of the
+    identity's hash, an identity's count being the smaller of its two counters. Collisions can only
+    make a count too high (a request waits for nothing), never too low (a request goes over a limit).
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds + RECEIPT_MARGIN
-        self.started = float("-inf")
-        self.current: dict[str, int] = {}
-        self.previous: dict[str, int] = {}
+        self.started = -math.inf
+        self.current = self._empty()
+        self.previous = self._empty()
 
-    def wait_for(self, counts: dict[str, int], limit: float, now: float) -> float:
-        """Seconds until every key's count fits under `limit` (0 when they fit now)."""
+    def wait_for(self, counts: dict[str, int], limit: int, now: float) -> float:
+        """Seconds until every identity's count fits under `limit` (0 when they fit now)."""
         self._rotate(now)
-        current, previous = self.current.get, self.previous.get
+        current, previous = self.current, self.previous
         for key, count in counts.items():
-            if current(key, 0) + previous(key, 0) + count > limit and (current(key, 0) or previous(key, 0)):
+            low, high = _cells(key)
+            held = min(current[low] + previous[low], current[high] + previous[high])
+            if held and held + count > limit:
                 return self.started + self.seconds - now
         return 0.0
 
     def add(self, counts: dict[str, int]) -> None:
-        """Counts a request's items under their keys."""
+        """Counts a request's items under their identities."""
         current = self.current
-        get = current.get
         for key, count in counts.items():
-            current[key] = get(key, 0) + count
+            low, high = _cells(key)
+            current[low] += count
+            current[high] += count
 
     def _rotate(self, now: float) -> None:
         elapsed = now - self.started
         if elapsed >= self.seconds:
-            self.previous = self.current if elapsed < 2 * self.seconds else {}
-            self.current = {}
+            self.previous = self.current if elapsed < 2 * self.seconds else self._empty()
+            self.current = self._empty()
             self.started = now
 
+    @staticmethod
+    def _empty() -> array[int]:
+        return array("I", bytes(4 * 2 * SKETCH_ROW))
 
-class RateLimiter:
-    """Keeps requests under a per-app item ceiling (a sliding window) and a per-key ceiling.
 
-    A throttling answer pauses every sender for Retry-After and lowers the ceilings; each
-    answer that is not throttled raises them back a little, up to the configured limit.
-    """
+def _cells(key: str) -> tuple[int, int]:
+    """An identity's counter in each row of a sketch, from two parts of its hash."""
+    code = hash(key)
+    return code % SKETCH_ROW, SKETCH_ROW + (code // SKETCH_ROW) % SKETCH_ROW
+
+
+class Pacer:
+    """Holds each request until it fits the app's pace and its identities' limits, and learns from answers."""
 
     def __init__(
         self,
-        items_per_minute: int,
-        key_limit: tuple[int, float],
-        key_counts_requests: bool,
+        items_per_minute: int | None,
+        identity_limit: IdentityLimit,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.app_limit = items_per_minute
-        self.app = SlidingWindow(60.0)
-        self.key_limit = key_limit[0]
-        self.keys = KeyBuckets(key_limit[1])
-        self.key_counts_requests = key_counts_requests
         self.clock = clock
-        self.scale = 1.0
-        self.paused_until = 0.0
+        self.app = AppRate(items_per_minute, clock())
+        self.identity_limit = identity_limit
+        self.identities = IdentityCounts(identity_limit.seconds)
         self.waiting = 0
         self.lock = threading.Lock()
 
-    def reserve(self, keys: Iterable[str], stop: threading.Event) -> tuple[list[float], float]:
-        """Waits until a request with these items' keys may go, reserves it; returns its entry and seconds waited."""
+    def reserve(self, keys: Iterable[str], stop: threading.Event, deadline: float = math.inf) -> float | None:
+        """Waits until a request with these items' identities may go and counts it; returns when it may go,
+        or None when the sync stopped or it could not go before `deadline`."""
         counts: dict[str, int] = Counter(keys)
         units = sum(counts.values())
-        if self.key_counts_requests:
+        if self.identity_limit.counts_requests:
             counts = dict.fromkeys(counts, 1)
-        started = self.clock()
         waiting = 0
-        while True:
-            with self.lock:
-                now = self.clock()
-                wait = max(
-                    self.paused_until - now,
-                    self.app.wait_for(units, self.app_limit * self.scale, now),
-                    self.keys.wait_for(counts, self.key_limit * self.scale, now),
-                )
-                if wait <= 0:
-                    self.keys.add(counts)
-                    self.waiting -= waiting
-                    return self.app.add(units, now), now - started
-                self.waiting += 1 - waiting
-                waiting = 1
-            if stop.wait(min(wait, 1.0)):
+        try:
+            while True:
                 with self.lock:
-                    self.waiting -= waiting
-                return [], self.clock() - started
+                    now = self.clock()
+                    wait = max(self.app.wait(now), self.identities.wait_for(counts, self.identity_limit.limit, now))
+                    if wait <= 0:
+                        self.identities.add(counts)
+                        self.app.take(units, now)
+                        return now
+                    if now + wait > deadline:
+                        return None
+                    self.waiting += 1 - waiting
+                    waiting = 1
+                if stop.wait(min(wait, 1.0)):
+                    return None
+        finally:
+            if waiting:
+                with self.lock:
+                    self.waiting -= 1
 
-    def settle(self, entry: list[float]) -> None:
-        """Moves a request's entry to the time Heap answered, which is never before Heap counted it."""
-        if entry:
-            with self.lock:
-                entry[0] = self.clock()
-
-    def throttled(self, retry_after: float | None) -> None:
-        """Heap said slow down: pause everyone for Retry-After and lower the ceilings."""
+    def passed(self, units: int) -> None:
+        """Heap answered a request of `units` items without throttling it."""
         with self.lock:
-            self.scale = max(MIN_SCALE, self.scale * SLOWDOWN)
-            if retry_after:
-                self.paused_until = max(self.paused_until, self.clock() + retry_after)
+            self.app.passed(units, self.clock())
 
-    def answered(self) -> None:
-        """An answer that was not throttling: let the ceilings recover a step."""
-        if self.scale < 1.0:
-            with self.lock:
-                self.scale = min(1.0, self.scale + RECOVERY)
+    def throttled(self, sent_at: float, retry_after: float | None) -> None:
+        """Heap throttled a request sent at `sent_at`."""
+        with self.lock:
+            self.app.throttled(sent_at, retry_after, self.clock())

@@ -24,10 +24,10 @@ from .batching import Batch, BatchBuilder, ItemTooLarge, RequestBody
 from .checkpoint import CheckpointTracker
 from .client import HeapClient
 from .config import HeapConfig, TrackApi, config_error
-from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline
+from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline, RetryPolicy
 from .mapping import OTHER_STREAM, IdempotencyKey, RecordMapper, Unmappable, failure_reason
 from .messages import MalformedState, Message, State, StreamKey, Unreadable
-from .pacing import PROPERTIES_PER_IDENTITY, TRACK_PER_IDENTITY, RateLimiter
+from .pacing import Pacer
 from .stats import ProgressLog, SyncStats, tally
 
 logger = logging.getLogger("airbyte")
@@ -72,30 +72,25 @@ class Sync:
         self.checkpoints = CheckpointTracker()
         self.stats = SyncStats()
         self.mapper = RecordMapper(config, idempotency_key_for(config, stream))
-        track = isinstance(config.api, TrackApi)
         body = RequestBody(config.app_id, config.api.items_field)
-        self.builder = BatchBuilder(body, config.max_request_bytes, merge=not track)
+        self.builder = BatchBuilder(body, config.max_request_bytes, merge=config.api.last_write_wins)
         self.dry_run = config.dry_run
-        self.limiter = RateLimiter(
-            config.max_events_per_minute,
-            TRACK_PER_IDENTITY if track else PROPERTIES_PER_IDENTITY,
-            key_counts_requests=not track,
-        )
+        self.pacer = Pacer(config.items_per_minute, config.api.identity_limit)
         if self.dry_run:
             sender: BatchSender | DryRunSender = DryRunSender(config.endpoint_url, config.dry_run_payloads)
             logger.info("Dry run: nothing is sent to Heap and no STATE is passed on.")
         else:
             sender = BatchSender(
                 HeapClient(config.endpoint_url, config.request_timeout_seconds),
-                self.limiter,
+                self.pacer,
                 body,
                 config.app_id,
-                config.max_retry_seconds,
+                RetryPolicy(config.max_retry_seconds),
                 threading.Event(),
                 fail_fast=config.on_rejected_record == "fail",
             )
-        self.pipeline = Pipeline(sender, 1 if self.dry_run else WORKERS, ordered=not track)
-        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, lambda: self.limiter.waiting)
+        self.pipeline = Pipeline(sender, 1 if self.dry_run else WORKERS, ordered=config.api.last_write_wins)
+        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, lambda: self.pacer.waiting)
         self.states_withheld = 0
         self.fail_on_rejection = config.on_rejected_record == "fail"
         self.batch_opened = time.monotonic()

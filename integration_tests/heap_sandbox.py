@@ -61,6 +61,9 @@ class Faults:
     stall_first: int = 0
     rate_limit: int = 0
     rate_window: float = 60.0
+    rate_fixed: bool = False
+    identity_limit: int = 0
+    identity_window: float = 60.0
     poison: str = ""
     max_body_bytes: int = 0
     keep_items: bool = True
@@ -96,8 +99,10 @@ class SandboxState:
             self.duplicates = 0
             self.requests = 0
             self.statuses: dict[int, int] = {}
-            self.window: deque[tuple[float, int]] = deque()
-            self.window_total = 0
+            self.started = time.monotonic()
+            self.app_window = Window(faults.rate_limit, faults.rate_window, faults.rate_fixed, self.started)
+            self.identity_windows: dict[str, Window] = {}
+            self.accepted_requests: list[tuple[float, int]] = []
 
     def count(self, status: int) -> None:
         with self.lock:
@@ -112,6 +117,7 @@ class SandboxState:
                 "duplicates_ignored": self.duplicates,
                 "requests": self.requests,
                 "statuses": dict(self.statuses),
+                "accepted_requests": list(self.accepted_requests),
             }
 
 
@@ -213,7 +219,7 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 self._error(400, str(error), body)
                 return
             with state.lock:
-                wait = _rate_wait(state, len(items), faults)
+                wait = _rate_wait(state, field, items)
                 if wait is None:
                     _accept(state, field, items)
             if wait is not None:
@@ -355,24 +361,74 @@ def _validate(field: str, item: dict[str, Any], poison: str) -> None:
                 raise BadRequest("property value refused")
 
 
-def _rate_wait(state: SandboxState, count: int, faults: Faults) -> float | None:
-    """Seconds until the request would fit the rate limit, or None when it fits now (and is counted)."""
-    if not faults.rate_limit:
-        return None
-    now = time.monotonic()
-    window = state.window
-    while window and window[0][0] <= now - faults.rate_window:
-        state.window_total -= window.popleft()[1]
-    if state.window_total + count <= faults.rate_limit:
-        window.append((now, count))
-        state.window_total += count
-        return None
-    excess = state.window_total + count - faults.rate_limit
-    for when, units in window:
-        excess -= units
+class Window:
+    """A rate limit as a server may count it: at most `limit` units in any `seconds` (sliding), or in
+    each period of `seconds` from `origin` (fixed). A limit of 0 is no limit."""
+
+    def __init__(self, limit: int, seconds: float, fixed: bool, origin: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.fixed = fixed
+        self.origin = origin
+        self.entries: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def wait(self, units: int, now: float) -> float:
+        """Seconds until `units` more would fit (0 when they fit now)."""
+        if not self.limit:
+            return 0.0
+        if self.fixed:
+            period = math.floor((now - self.origin) / self.seconds)
+            start = self.origin + period * self.seconds
+            while self.entries and self.entries[0][0] < start:
+                self.total -= self.entries.popleft()[1]
+            return 0.0 if self.total + units <= self.limit else start + self.seconds - now
+        while self.entries and self.entries[0][0] <= now - self.seconds:
+            self.total -= self.entries.popleft()[1]
+        excess = self.total + units - self.limit
         if excess <= 0:
-            return max(0.001, when + faults.rate_window - now)
-    return faults.rate_window
+            return 0.0
+        for when, count in self.entries:
+            excess -= count
+            if excess <= 0:
+                return max(0.001, when + self.seconds - now)
+        return self.seconds
+
+    def add(self, units: int, now: float) -> None:
+        """Counts units received now."""
+        if self.limit:
+            self.entries.append((now, units))
+            self.total += units
+
+
+def _rate_wait(state: SandboxState, field: str, items: list[dict[str, Any]]) -> float | None:
+    """Seconds until the request would fit the rate limits, or None when it fits now (and is counted).
+
+    The app limit counts items; the identity limit counts events for track and requests holding the
+    identity (or account) for the property APIs.
+    """
+    faults = state.faults
+    now = time.monotonic()
+    per_identity: dict[str, int] = {}
+    if faults.identity_limit:
+        for item in items:
+            key = str(item.get("identity") or item.get("user_id") or item.get("account_id"))
+            per_identity[key] = per_identity.get(key, 0) + 1 if field == "events" else 1
+    windows = state.identity_windows
+    for key in per_identity:
+        if key not in windows:
+            windows[key] = Window(faults.identity_limit, faults.identity_window, False, state.started)
+    wait = max(
+        [state.app_window.wait(len(items), now)]
+        + [windows[key].wait(count, now) for key, count in per_identity.items()]
+    )
+    if wait > 0:
+        return wait
+    state.app_window.add(len(items), now)
+    for key, count in per_identity.items():
+        windows[key].add(count, now)
+    state.accepted_requests.append((round(now - state.started, 3), len(items)))
+    return None
 
 
 def _accept(state: SandboxState, field: str, items: list[dict[str, Any]]) -> None:

@@ -1,6 +1,7 @@
 """The HTTP client and batch sender against a mocked Heap (requests-mock)."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -15,9 +16,9 @@ from hypothesis import strategies as st
 
 from destination_heap_analytics.batching import Batch, RequestBody
 from destination_heap_analytics.client import VOCABULARY, HeapClient, Verdict, heap_words, retry_after_seconds
-from destination_heap_analytics.delivery import BatchSender, SplitPolicy
+from destination_heap_analytics.delivery import BatchSender, RetryPolicy, SplitPolicy
 from destination_heap_analytics.mapping import HeapItem
-from destination_heap_analytics.pacing import RateLimiter
+from destination_heap_analytics.pacing import TRACK_PER_IDENTITY, Pacer
 
 URL = "https://heap.test/api/track"
 BODY = RequestBody("11", "events")
@@ -28,10 +29,18 @@ def batch(*identities):
     return Batch(1, items, [orjson.dumps(i.body) for i in items])
 
 
-def sender(retry_seconds=30.0, fail_fast=False):
-    limiter = RateLimiter(10**9, (10**9, 60.0), key_counts_requests=False)
+def sender(retry_seconds=30.0, fail_fast=False, pacer=None, clock=time.monotonic):
+    pacer = pacer or Pacer(None, TRACK_PER_IDENTITY)
     return BatchSender(
-        HeapClient(URL), limiter, BODY, "11", retry_seconds, threading.Event(), fail_fast=fail_fast, jitter=lambda: 0.0
+        HeapClient(URL),
+        pacer,
+        BODY,
+        "11",
+        RetryPolicy(retry_seconds),
+        threading.Event(),
+        fail_fast=fail_fast,
+        jitter=lambda: 0.0,
+        clock=clock,
     )
 
 
@@ -180,6 +189,47 @@ def test_an_exhausted_retry_budget_fails_as_transient_naming_the_endpoint(reques
     assert caught.value.failure_type == FailureType.transient_error
     assert URL in caught.value.message and "HTTP 503" in caught.value.message
     assert "a@b.io" not in caught.value.message
+
+
+def test_the_retry_budget_runs_from_the_first_retryable_answer():
+    policy = RetryPolicy(15)
+    assert policy.deadline == float("inf"), "a request never retried has no deadline, however long it is paced"
+    first = policy.increment(100.0)
+    assert (first.attempts, first.deadline) == (1, 115.0)
+    second = first.increment(110.0)
+    assert (second.attempts, second.deadline) == (2, 115.0)
+    assert policy.attempts == 0, "increment returns a new policy"
+
+
+def test_retry_delay_is_retry_after_else_capped_jittered_backoff():
+    policy = RetryPolicy(600, backoff_base=1.0, backoff_cap=60.0)
+    assert policy.increment(0).delay(7.0, jitter=0.5) == 7.0
+    assert policy.increment(0).delay(None, jitter=0.5) == 1.0
+    tenth = policy
+    for _ in range(10):
+        tenth = tenth.increment(0)
+    assert tenth.delay(None, jitter=1.0) == 60.0
+    assert tenth.delay(None, jitter=0.0) == 0.0
+
+
+def test_pacing_waits_count_against_the_retry_budget(requests_mock):
+    """Heap throttles every request: the limiter's waits after the first 429 are charged to the budget,
+    so the request fails once the next attempt could not go within it, not after waiting for it."""
+    requests_mock.post(URL, status_code=429, headers={"Retry-After": "1"})
+    clock = [0.0]
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            clock[0] += timeout
+            return False
+
+    pacer = Pacer(600, TRACK_PER_IDENTITY, clock=lambda: clock[0])
+    throttled = sender(retry_seconds=15, pacer=pacer, clock=lambda: clock[0])
+    throttled.stop = Stop()
+    with pytest.raises(AirbyteTracedException, match="15s retry budget"):
+        throttled.send(batch(*(f"u{n}" for n in range(100))))
+    assert clock[0] <= 15.0
+    assert requests_mock.call_count >= 2
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,9 +1,30 @@
-"""The rate limiter keeps sliding-window ceilings per app and per key, and adapts to throttling."""
+"""Pacing: an even flow per app, per-identity limits in fixed memory, and adapting to throttling.
 
+The simulations run the pacer in fake time against the sandbox's own rate-limit windows (the
+sandbox's code, not the connector's), one sender, answers without latency.
+"""
+
+import math
+import random
 import threading
 import time
+import tracemalloc
 
-from destination_heap_analytics.pacing import RECEIPT_MARGIN, KeyBuckets, RateLimiter, SlidingWindow
+import pytest
+
+from destination_heap_analytics.pacing import (
+    AIM,
+    PROBE_INTERVAL,
+    PROPERTIES_PER_IDENTITY,
+    RECEIPT_MARGIN,
+    TRACK_PER_IDENTITY,
+    IdentityCounts,
+    IdentityLimit,
+    Pacer,
+)
+from integration_tests.heap_sandbox import Window
+
+NO_IDENTITY_LIMIT = IdentityLimit(10**9, 60.0, counts_requests=False)
 
 
 class FakeClock:
@@ -20,93 +41,181 @@ class AdvancingStop(threading.Event):
     def __init__(self, clock):
         super().__init__()
         self.clock = clock
-        self.slept = 0.0
 
     def wait(self, timeout=None):
         self.clock.now += timeout
-        self.slept += timeout
         return False
 
 
-def test_window_tells_how_long_until_units_fit():
-    window = SlidingWindow(60.0)
-    window.add(600, 0.0)
-    window.add(400, 10.0)
-    assert window.wait_for(0, 1000, 20.0) == 0.0
-    assert window.wait_for(500, 1000, 20.0) == 40.0
-    assert window.wait_for(900, 1000, 20.0) == 50.0
-    assert window.wait_for(500, 1000, 60.0) == 0.0
-
-
-def test_app_ceiling_spaces_requests_by_the_window():
+def simulate(configured, window, seconds, sizes=lambda: 1000):
+    """Sends requests as fast as the pacer lets one sender for `seconds` against a server counting
+    with `window`; returns (items accepted after the first window per second, share throttled)."""
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    limiter = RateLimiter(2000, (10**9, 60.0), key_counts_requests=False, clock=clock)
-    for _ in range(2):
-        entry, waited = limiter.reserve([str(n) for n in range(1000)], stop)
-        assert waited == 0
-        limiter.settle(entry)
-    entry, waited = limiter.reserve([str(n) for n in range(1000)], stop)
-    assert 59.0 <= waited <= 61.0
+    pacer = Pacer(configured, NO_IDENTITY_LIMIT, clock=clock)
+    start = clock.now
+    window.origin = start + 0.37
+    accepted_late = requests = throttled = 0
+    while clock.now < start + seconds:
+        units = sizes()
+        sent_at = pacer.reserve(["k"] * units, stop)
+        requests += 1
+        wait = window.wait(units, sent_at)
+        if wait:
+            throttled += 1
+            pacer.throttled(sent_at, math.ceil(wait))
+            stop.wait(math.ceil(wait))
+            continue
+        window.add(units, sent_at)
+        pacer.passed(units)
+        if sent_at >= start + window.seconds:
+            accepted_late += units
+    return accepted_late / (clock.now - start - window.seconds), throttled / requests
 
 
-def test_per_key_ceiling_for_property_apis_counts_requests():
+@pytest.mark.parametrize(
+    ("seconds", "fixed", "share", "throttled"),
+    [(5.0, False, 0.95, 0.01), (60.0, False, 0.95, 0.01), (10.0, True, 0.90, 0.02)],
+)
+def test_a_known_limit_is_used_without_throttling_however_heap_counts_it(seconds, fixed, share, throttled):
+    limit = 60_000
+    window = Window(int(limit * seconds / 60), seconds, fixed, 0.0)
+    rate, throttled_share = simulate(limit, window, 600)
+    assert rate / (limit / 60) >= share
+    assert throttled_share <= throttled
+
+
+def test_any_window_sees_at_most_the_pace_over_it_plus_one_request():
+    rng = random.Random(7)
+    limit = 60_000
+    for seconds in (1.0, 5.0, 60.0):
+        window = Window(int(limit / 60 * AIM * seconds) + 1000, seconds, False, 0.0)
+        _, throttled_share = simulate(limit, window, 300, sizes=lambda: rng.randint(1, 1000))
+        assert throttled_share == 0
+
+
+@pytest.mark.parametrize(("seconds", "fixed"), [(60.0, False), (10.0, True)])
+def test_when_heap_allows_half_the_configured_limit_the_pacer_finds_it(seconds, fixed):
+    configured = 60_000
+    real = configured // 2
+    window = Window(int(real * seconds / 60), seconds, fixed, 0.0)
+    rate, throttled_share = simulate(configured, window, 900)
+    assert rate / (real / 60) >= 0.80
+    assert throttled_share <= 0.15
+
+
+def test_without_a_ceiling_nothing_waits_until_heap_throttles():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    limiter = RateLimiter(10**9, (30, 30.0), key_counts_requests=True, clock=clock)
+    pacer = Pacer(None, PROPERTIES_PER_IDENTITY, clock=clock)
+    for n in range(1000):
+        pacer.reserve([f"user{n}-{i}" for i in range(1000)], stop)
+    assert clock.now == 1000.0
+
+
+def test_throttling_pauses_for_retry_after_and_cuts_the_rate_once_per_news():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(60_000, NO_IDENTITY_LIMIT, clock=clock)
+    sent = [pacer.reserve(["k"] * 1000, stop) for _ in range(3)]
+    rate = pacer.app.rate
+    pacer.throttled(sent[2], 5.0)
+    cut = pacer.app.rate
+    assert cut < rate
+    pacer.throttled(sent[1], 5.0)
+    assert pacer.app.rate == cut, "a request sent before the cut brings no news"
+    before = clock.now
+    pacer.reserve(["k"], stop)
+    assert clock.now - before >= 5.0
+
+
+def test_after_a_cut_the_rate_probes_back_up_to_the_ceiling():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(60_000, NO_IDENTITY_LIMIT, clock=clock)
+    pacer.throttled(pacer.reserve(["k"] * 1000, stop), None)
+    assert pacer.app.rate < pacer.app.ceiling
+    probes = 0
+    while pacer.app.rate < pacer.app.ceiling:
+        clock.now += PROBE_INTERVAL
+        pacer.reserve(["k"], stop)
+        probes += 1
+    assert probes > 3, "the way back up is gradual"
+    assert pacer.app.rate == pytest.approx(1000 * AIM)
+
+
+def test_a_reservation_that_cannot_go_before_the_deadline_gives_up_at_once():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(600, NO_IDENTITY_LIMIT, clock=clock)
+    pacer.reserve(["k"] * 100, stop)
+    assert pacer.reserve(["k"] * 100, stop, deadline=clock.now + 1.0) is None
+    assert clock.now == 1000.0
+    assert pacer.reserve(["k"] * 100, stop, deadline=clock.now + 20.0) is not None
+
+
+def test_per_identity_limit_for_property_apis_counts_requests():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(None, PROPERTIES_PER_IDENTITY, clock=clock)
     for _ in range(30):
-        limiter.reserve(["same-user"], stop)
-    assert stop.slept == 0
-    _, waited = limiter.reserve(["same-user"], stop)
-    assert 30.0 <= waited <= 2 * (30.0 + RECEIPT_MARGIN)
-    _, waited = limiter.reserve(["another-user"], stop)
-    assert waited == 0
+        pacer.reserve(["same-user"], stop)
+    assert clock.now == 1000.0
+    pacer.reserve(["same-user"], stop)
+    assert 30.0 <= clock.now - 1000.0 <= 2 * (30.0 + RECEIPT_MARGIN)
+    before = clock.now
+    pacer.reserve(["another-user"], stop)
+    assert clock.now == before
 
 
-def test_throttling_pauses_and_lowers_the_ceiling_then_recovers():
+def test_per_identity_limit_for_track_counts_events():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    limiter = RateLimiter(1000, (10**9, 60.0), key_counts_requests=False, clock=clock)
-    limiter.throttled(5.0)
-    assert limiter.scale < 1.0
-    _, waited = limiter.reserve(["a"], stop)
-    assert waited >= 5.0
-    for _ in range(100):
-        limiter.answered()
-    assert limiter.scale == 1.0
+    pacer = Pacer(None, TRACK_PER_IDENTITY, clock=clock)
+    pacer.reserve(["hot"] * 600 + ["cold"] * 10, stop)
+    pacer.reserve(["hot"] * 400, stop)
+    assert clock.now == 1000.0
+    pacer.reserve(["hot"], stop)
+    assert clock.now - 1000.0 >= 60.0
 
 
-def test_settle_moves_the_entry_to_the_answer_time():
-    clock = FakeClock()
-    limiter = RateLimiter(1000, (10**9, 60.0), key_counts_requests=False, clock=clock)
-    entry, _ = limiter.reserve(["a"] * 1000, AdvancingStop(clock))
-    clock.now += 3.0
-    limiter.settle(entry)
-    assert entry[0] == clock.now
-
-
-def test_key_buckets_bound_every_recent_window_and_forget_old_ones():
-    buckets = KeyBuckets(60.0)
-    assert buckets.wait_for({"a": 600}, 1000, 0.0) == 0.0
-    buckets.add({"a": 600})
-    assert buckets.wait_for({"a": 400, "b": 900}, 1000, 30.0) == 0.0
-    buckets.add({"a": 400})
-    wait = buckets.wait_for({"a": 1}, 1000, 50.0)
+def test_identity_counts_bound_every_recent_window_and_forget_old_ones():
+    counts = IdentityCounts(60.0)
+    assert counts.wait_for({"a": 600}, 1000, 0.0) == 0.0
+    counts.add({"a": 600})
+    assert counts.wait_for({"a": 400, "b": 900}, 1000, 30.0) == 0.0
+    counts.add({"a": 400})
+    wait = counts.wait_for({"a": 1}, 1000, 50.0)
     assert wait == 60.0 + RECEIPT_MARGIN - 50.0
-    assert buckets.wait_for({"a": 1}, 1000, 50.0 + wait) > 0, "the previous bucket still counts"
-    assert buckets.wait_for({"a": 1}, 1000, 2 * (60.0 + RECEIPT_MARGIN) + 1) == 0.0
+    assert counts.wait_for({"a": 1}, 1000, 50.0 + wait) > 0, "the previous bucket still counts"
+    assert counts.wait_for({"a": 1}, 1000, 2 * (60.0 + RECEIPT_MARGIN) + 1) == 0.0
 
 
-def test_waiting_counts_senders_held_by_the_limiter():
-    limiter = RateLimiter(1000, (10**9, 60.0), key_counts_requests=False)
-    limiter.reserve(["a"] * 1000, threading.Event())
+def test_identity_counts_take_fixed_memory_and_never_hold_back_a_fresh_identity():
+    counts = IdentityCounts(30.0)
+    counts.wait_for({}, 30, 0.0)
+    tracemalloc.start()
+    for chunk in range(500):
+        counts.add({f"user{chunk}-{n}": 1 for n in range(1000)})
+    grown, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert grown < 1_000_000, "500,000 identities add nothing to the sketch's memory"
+    fresh = {f"fresh{n}": 1 for n in range(20_000)}
+    assert counts.wait_for(fresh, 30, 1.0) == 0.0
+    counts.add({"hot": 30})
+    assert counts.wait_for({"hot": 1}, 30, 1.0) > 0
+
+
+def test_waiting_counts_senders_held_by_the_pacer():
+    pacer = Pacer(1000, NO_IDENTITY_LIMIT)
+    pacer.reserve(["a"] * 1000, threading.Event())
     stop = threading.Event()
-    held = threading.Thread(target=limiter.reserve, args=(["b"], stop))
+    held = threading.Thread(target=pacer.reserve, args=(["b"], stop))
     held.start()
     deadline = time.monotonic() + 5
-    while limiter.waiting == 0 and time.monotonic() < deadline:
+    while pacer.waiting == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert limiter.waiting == 1
+    assert pacer.waiting == 1
     stop.set()
     held.join(5)
-    assert limiter.waiting == 0
+    assert pacer.waiting == 0
