@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from destination_heap_analytics.batching import BatchBuilder, RequestBody  # noqa: E402
 from destination_heap_analytics.client import HeapClient  # noqa: E402
 from destination_heap_analytics.config import HeapConfig  # noqa: E402
-from destination_heap_analytics.mapping import IdempotencyKey, RecordMapper  # noqa: E402
+from destination_heap_analytics.mapping import IdempotencyKey, mapper_for  # noqa: E402
 from destination_heap_analytics.messages import read_lines  # noqa: E402
 from integration_tests.heap_sandbox import Faults  # noqa: E402
 
@@ -170,7 +170,7 @@ def floor(path: Path) -> dict[str, Any]:
 def same_item(data: dict[str, Any], floor_item: dict[str, Any]) -> None:
     """Stops the benchmark if the floor's item differs from what the connector maps the record to."""
     config = HeapConfig.parse({"app_id": "11", "api": API})
-    mapped = RecordMapper(config, IdempotencyKey("users", key_paths=[["event_id"]]))(data, 0, 1)
+    mapped = mapper_for(config.api, IdempotencyKey("users", key_paths=[["event_id"]]))(data, 0, 1)
     if mapped.body != floor_item:
         raise SystemExit(f"the floor builds {floor_item}, the connector {mapped.body}")
 
@@ -324,8 +324,8 @@ def breakdown(path: Path, posts: int = 50) -> dict[str, Any]:
     would be charged to whichever step triggers them).
     """
     gc.freeze()
-    mapper = RecordMapper(
-        HeapConfig.parse({"app_id": "11", "api": API}), IdempotencyKey("users", key_paths=[["event_id"]])
+    mapper = mapper_for(
+        HeapConfig.parse({"app_id": "11", "api": API}).api, IdempotencyKey("users", key_paths=[["event_id"]])
     )
     body = RequestBody("11", "events")
     builder = BatchBuilder(body, 1_000_000, merge=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -65,15 +67,41 @@ class RequestBody:
         return self.prefix + b",".join(batch.encoded) + b"]}"
 
 
-class BatchBuilder:
-    """Fills one batch at a time; for property APIs, merges updates to the same key (later values win)."""
+class BatchNumbers:
+    """Numbers batches in the order their first record was read, across every builder of a sync."""
 
-    def __init__(self, body: RequestBody, max_bytes: int, merge: bool, max_items: int = MAX_ITEMS) -> None:
+    def __init__(self) -> None:
+        self.last = 0
+
+    def take(self) -> int:
+        """The next number."""
+        self.last += 1
+        return self.last
+
+
+class BatchBuilder:
+    """Fills one batch at a time; for property APIs, merges updates to the same key (later values win).
+
+    A batch takes its number when its first item enters, so every number handed out belongs to a
+    batch that holds records and will be sent.
+    """
+
+    def __init__(
+        self,
+        body: RequestBody,
+        max_bytes: int,
+        merge: bool,
+        numbers: BatchNumbers | None = None,
+        max_items: int = MAX_ITEMS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes - body.overhead
         self.merge = merge
-        self.sealed = 0
-        self.batch = Batch(1)
+        self.numbers = numbers or BatchNumbers()
+        self.clock = clock
+        self.batch = Batch(0)
+        self.opened = 0.0
         self.index: dict[str, int] = {}
 
     def add(self, item: HeapItem) -> Batch | None:
@@ -93,6 +121,9 @@ class BatchBuilder:
         if held or len(self.batch.items) >= self.max_items or self.batch.size + len(encoded) + 1 > self.max_bytes:
             full = self.seal()
         batch = self.batch
+        if not batch.items:
+            batch.number = self.numbers.take()
+            self.opened = self.clock()
         if self.merge:
             self.index[item.key] = len(batch.items)
         batch.items.append(item)
@@ -105,15 +136,13 @@ class BatchBuilder:
         if not self.batch.items:
             return None
         full = self.batch
-        self.sealed = full.number
-        self.batch = Batch(full.number + 1)
+        self.batch = Batch(0)
         self.index = {}
         return full
 
-    @property
-    def open_number(self) -> int:
-        """The number of the last batch holding any record read so far (0 when none)."""
-        return self.batch.number if self.batch.items else self.sealed
+    def older_than(self, seconds: float) -> bool:
+        """Whether the open batch holds items and took its first more than `seconds` ago."""
+        return bool(self.batch.items) and self.clock() - self.opened >= seconds
 
     def _merge(self, at: int, item: HeapItem) -> bool:
         """Merges an update into the one at `at`; False, changing nothing, when the result would not fit."""

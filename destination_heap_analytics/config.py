@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from airbyte_cdk.models import FailureType
@@ -15,6 +17,7 @@ from urllib3.util import parse_url
 from .pacing import PROPERTIES_PER_IDENTITY, TRACK_PER_IDENTITY, IdentityLimit
 
 MAX_PROPERTY_NAME = 1023
+MAX_EVENT_NAME = 1024
 REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
 
 
@@ -24,14 +27,94 @@ def config_error(message: str) -> AirbyteTracedException:
 
 
 def split_columns(value: str) -> tuple[str, ...]:
-    """The names in a comma-separated column list, trimmed; `*` stands for every column."""
+    """The entries of a comma-separated column list, trimmed."""
     return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+RENAME = re.compile(r"\s+as(?:\s+|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PropertyColumn:
+    """A source column sent as a property: the column reference it is read from, the Heap name it gets."""
+
+    source: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PropertySelection:
+    """What `property_columns` selects: named columns (each under its own or a new name) and, with `*`,
+    every other top-level column but the excluded ones."""
+
+    named: tuple[PropertyColumn, ...]
+    rest: bool
+    excluded: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> PropertySelection:
+        """Reads `a, b as Heap Name, *, -c`; a ValueError names the entry that cannot be read."""
+        named: list[PropertyColumn] = []
+        excluded: list[str] = []
+        rest = False
+        for entry in split_columns(text):
+            if entry == "*":
+                rest = True
+            elif entry.startswith("-"):
+                column = entry[1:].strip()
+                if not column:
+                    raise ValueError("'-' names no column to leave out")
+                excluded.append(column)
+            else:
+                source, renamed, name = (part.strip() for part in _partition_rename(entry))
+                if not source or (renamed and not name):
+                    raise ValueError(f"'{entry[:40]}' needs a column and a Heap name: 'column as Heap Name'")
+                if len(name) > MAX_PROPERTY_NAME:
+                    raise ValueError(
+                        f"'{name[:40]}...' is longer than Heap's {MAX_PROPERTY_NAME}-character property names"
+                    )
+                named.append(PropertyColumn(source, name))
+        if excluded and not rest:
+            raise ValueError(f"'-{excluded[0]}' leaves a column out of '*', but property_columns has no '*'")
+        names = [column.name for column in named]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two columns would both be sent as property '{name[:40]}'")
+        for column in named:
+            if column.source in excluded:
+                raise ValueError(f"'{column.source[:40]}' is both named and left out")
+        return cls(tuple(named), rest, tuple(excluded))
+
+
+def _partition_rename(entry: str) -> tuple[str, str, str]:
+    """`source as Name` as (source, 'as', Name); an entry without a rename as (entry, '', entry)."""
+    found = RENAME.search(entry)
+    if found is None:
+        return entry, "", entry
+    return entry[: found.start()], "as", entry[found.end() :]
+
+
+COLUMN_FIELDS = (
+    "event_column",
+    "identity_column",
+    "user_id_column",
+    "timestamp_column",
+    "account_id_column",
+    "idempotency_key_column",
+)
 
 
 class _Api(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     property_columns: str = "*"
+
+    refused_property_names: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def event_scope(self) -> tuple[str, ...]:
+        """What tells this API's events apart from another event mapping's of the same stream (none: no events)."""
+        return ()
 
     @field_validator("*", mode="after")
     @classmethod
@@ -42,10 +125,14 @@ class _Api(BaseModel):
 
     @field_validator("property_columns")
     @classmethod
-    def _short_names(cls, value: str) -> str:
-        for name in split_columns(value):
-            if len(name) > MAX_PROPERTY_NAME:
-                raise ValueError(f"'{name[:40]}...' is longer than Heap's {MAX_PROPERTY_NAME}-character property names")
+    def _readable_selection(cls, value: str) -> str:
+        for column in PropertySelection.parse(value).named:
+            if column.name.lower() in cls.refused_property_names:
+                raise ValueError(
+                    f"'{column.name}' cannot be a property here: Heap refuses any casing of "
+                    f"'{column.name.lower()}' as a property name; send the column under another name "
+                    f"('{column.source} as ...') or remove it from property_columns"
+                )
         return value
 
     @property
@@ -54,15 +141,23 @@ class _Api(BaseModel):
         return getattr(self, f"{self.key_field}_column")
 
     @property
-    def properties(self) -> tuple[str, ...] | None:
-        """The named property columns, or None for every column (`*`)."""
-        names = split_columns(self.property_columns)
-        return None if names == ("*",) else names
+    def properties(self) -> PropertySelection:
+        """The property columns selected, parsed."""
+        return PropertySelection.parse(self.property_columns)
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        """Every source column this API reads, as (option, column reference)."""
+        found = [(field, getattr(self, field)) for field in COLUMN_FIELDS if getattr(self, field, None)]
+        selection = self.properties
+        found += [("property_columns", column.source) for column in selection.named]
+        return found + [("property_columns", column) for column in selection.excluded]
 
 
 class TrackApi(_Api):
     api_type: Literal["track"]
-    event_column: str
+    event_column: str | None = None
+    event_name: str | None = None
     identity_column: str | None = None
     user_id_column: str | None = None
     timestamp_column: str | None = None
@@ -74,8 +169,20 @@ class TrackApi(_Api):
     identity_limit: ClassVar[IdentityLimit] = TRACK_PER_IDENTITY
     last_write_wins: ClassVar[bool] = False
 
+    @field_validator("event_name")
+    @classmethod
+    def _event_name_fits(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_EVENT_NAME:
+            raise ValueError(f"is longer than Heap's {MAX_EVENT_NAME}-character event names")
+        return value
+
     @model_validator(mode="after")
     def _identity_or_user_id(self) -> TrackApi:
+        if (self.event_column is None) == (self.event_name is None):
+            raise ValueError(
+                "set exactly one of event_column (a column holding each event's name) and event_name "
+                "(one fixed name for every event)"
+            )
         if (self.identity_column is None) == (self.user_id_column is None):
             raise ValueError(
                 "set exactly one of identity_column and user_id_column: Heap takes an identity or an SDK user_id, "
@@ -87,6 +194,11 @@ class TrackApi(_Api):
     def key_field(self) -> str:
         """The Heap field the key column fills."""
         return "identity" if self.identity_column else "user_id"
+
+    @property
+    def event_scope(self) -> tuple[str, ...]:
+        """The fixed event name, or the column event names are read from."""
+        return ("event", self.event_name) if self.event_name else ("event_column", self.event_column or "")
 
 
 class UserPropertiesApi(_Api):
@@ -100,17 +212,7 @@ class UserPropertiesApi(_Api):
     last_write_wins: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "identity"
-
-    @field_validator("property_columns")
-    @classmethod
-    def _no_id_property(cls, value: str) -> str:
-        for name in split_columns(value):
-            if name.lower() == "id":
-                raise ValueError(
-                    f"'{name}' cannot be a user property: Heap refuses any casing of 'id' "
-                    "as a user property name; remove it from property_columns"
-                )
-        return value
+    refused_property_names: ClassVar[frozenset[str]] = frozenset({"id"})
 
 
 class AccountPropertiesApi(_Api):
@@ -129,13 +231,40 @@ class AccountPropertiesApi(_Api):
 ApiConfig = Annotated[TrackApi | UserPropertiesApi | AccountPropertiesApi, Field(discriminator="api_type")]
 
 
+class StreamMapping(BaseModel):
+    """One stream (by name, and namespace when given) loaded into one API."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    stream: str
+    namespace: str | None = None
+    api: ApiConfig
+
+    @field_validator("stream")
+    @classmethod
+    def _stream_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: name a stream of the connection")
+        return value
+
+    def matches(self, name: str, namespace: str | None) -> bool:
+        """Whether a catalog stream is this mapping's stream (any namespace when none is given)."""
+        return self.stream == name and (self.namespace is None or self.namespace == namespace)
+
+    @property
+    def label(self) -> str:
+        """The stream as people read it: `namespace.name`, or the name."""
+        return f"{self.namespace}.{self.stream}" if self.namespace else self.stream
+
+
 class HeapConfig(BaseModel):
     """Everything the user configures, validated."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     app_id: str
-    api: ApiConfig
+    api: ApiConfig | None = None
+    mappings: tuple[StreamMapping, ...] = ()
     region: Literal["US", "EU"] = "US"
     base_url: str | None = None
     max_events_per_minute: int | None = Field(None, ge=1)
@@ -156,6 +285,16 @@ class HeapConfig(BaseModel):
             raise ValueError("app_id is empty: copy the environment id from Account > Manage > Projects")
         return value.strip() if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _api_or_mappings(self) -> HeapConfig:
+        if self.api is not None and self.mappings:
+            raise ValueError(
+                "set either api (loads the catalog's single stream) or mappings (streams by name), not both"
+            )
+        if self.api is None and not self.mappings:
+            raise ValueError("set api (loads the catalog's single stream) or mappings with at least one entry")
+        return self
+
     @field_validator("base_url")
     @classmethod
     def _safe_url(cls, value: str | None) -> str | None:
@@ -169,14 +308,17 @@ class HeapConfig(BaseModel):
         return self.base_url or REGION_URLS[self.region]
 
     @property
-    def items_per_minute(self) -> int | None:
-        """The per-app ceiling paced under: the configured one, else the API's documented one (if any)."""
-        return self.max_events_per_minute or self.api.items_per_minute
+    def apis(self) -> list[ApiConfig]:
+        """Every API configured: the top-level one, or each mapping's."""
+        return [self.api] if self.api is not None else [mapping.api for mapping in self.mappings]
 
-    @property
-    def endpoint_url(self) -> str:
-        """The full URL of the configured API."""
-        return self.url + self.api.endpoint
+    def items_per_minute(self, api: ApiConfig) -> int | None:
+        """The per-app ceiling an API is paced under: the configured one, else the API's documented one."""
+        return self.max_events_per_minute or api.items_per_minute
+
+    def endpoint_url(self, api: ApiConfig) -> str:
+        """The full URL of an API."""
+        return self.url + api.endpoint
 
     @staticmethod
     def require_object(raw: Any) -> None:

@@ -336,7 +336,7 @@ class Pipeline:
             try:
                 result = future.result()
             except Stopped:
-                raise self._cause() from None
+                raise self.failure() or Stopped() from None
             batch = self.in_flight.pop(future)
             if self.ordered:
                 for item in batch.items:
@@ -345,11 +345,12 @@ class Pipeline:
             results.append(result)
         return results
 
-    def _cause(self) -> BaseException:
-        """The failure that stopped the senders: the first batch's error that is not Stopped."""
+    def failure(self) -> BaseException | None:
+        """The failure that stopped the senders, if it was one of this pipeline's: the first batch's error that
+        is not Stopped."""
         wait(self.in_flight)
         for future in sorted(self.in_flight, key=lambda f: self.in_flight[f].number):
             error = future.exception()
             if error is not None and not isinstance(error, Stopped):
                 return error
-        return Stopped()
+        return None

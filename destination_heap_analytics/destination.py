@@ -27,11 +27,12 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
-from .config import HeapConfig, config_error
+from .config import ApiConfig, HeapConfig, config_error
 from .delivery import bad_app_id, redirected
 from .messages import Message, dump_json, read_lines, read_messages
+from .routing import routes
 from .schema_check import check_columns
-from .sync import Sync, single_stream
+from .sync import Sync
 
 logger = logging.getLogger("airbyte")
 
@@ -52,20 +53,29 @@ class DestinationHeapAnalytics(Destination):
             heap_config = HeapConfig.parse(config)
         except AirbyteTracedException as error:
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
-        url = heap_config.endpoint_url
-        body = RequestBody(heap_config.app_id, heap_config.api.items_field)(Batch(0))
-        answer = HeapClient(url, heap_config.request_timeout_seconds).post(body)
+        failures = [
+            self._check_api(heap_config, api) for api in {api.endpoint: api for api in heap_config.apis}.values()
+        ]
+        problems = [failure for failure in failures if failure is not None]
+        if problems:
+            return AirbyteConnectionStatus(status=Status.FAILED, message="; ".join(problems))
+        return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+    @staticmethod
+    def _check_api(config: HeapConfig, api: ApiConfig) -> str | None:
+        """Posts one empty bulk request to an API; what is wrong, or None when Heap accepted it."""
+        url = config.endpoint_url(api)
+        body = RequestBody(config.app_id, api.items_field)(Batch(0))
+        answer = HeapClient(url, config.request_timeout_seconds).post(body)
         if answer.verdict is Verdict.ACCEPTED:
-            return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+            return None
         if answer.refuses_app_id:
-            message = bad_app_id(heap_config.app_id, answer).message
-        elif answer.verdict is Verdict.REDIRECTED:
-            message = redirected(url, answer).message
-        elif answer.status is None:
-            message = f"cannot reach {url}: {answer.detail}"
-        else:
-            message = f"Heap answered {answer.describe()} to {url}"
-        return AirbyteConnectionStatus(status=Status.FAILED, message=message)
+            return bad_app_id(config.app_id, answer).message
+        if answer.verdict is Verdict.REDIRECTED:
+            return redirected(url, answer).message
+        if answer.status is None:
+            return f"cannot reach {url}: {answer.detail}"
+        return f"Heap answered {answer.describe()} to {url}"
 
     def write(
         self,
@@ -101,11 +111,10 @@ class DestinationHeapAnalytics(Destination):
         self, config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog, messages: Iterable[Message]
     ) -> Iterator[AirbyteMessage | dict[str, Any]]:
         heap_config = HeapConfig.parse({**config, "dry_run": True} if self.dry_run_requested else config)
-        stream = single_stream(catalog)
-        check_columns(heap_config.api, stream)
-        sync = Sync(heap_config, stream)
-        logger.info("Loading stream '%s' into %s", sync.stream_name, heap_config.endpoint_url)
-        yield from sync.run(messages)
+        found = routes(heap_config, catalog)
+        for route in found:
+            check_columns(route.api, route.stream)
+        yield from Sync(heap_config, found).run(messages)
 
     def run(self, args: list[str]) -> None:
         """Runs a command, writing each output message as one line; STATE messages go out as the raw JSON

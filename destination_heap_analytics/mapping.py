@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .config import HeapConfig, TrackApi, UserPropertiesApi
+from .config import ApiConfig, TrackApi
 
 MAX_TEXT = 1023
 MAX_EVENT = 1024
@@ -83,6 +83,34 @@ class Column:
             else:
                 return value
         return _lookup_flattened(record, self.name)
+
+    def locate(self, record: Mapping[str, Any]) -> str | None:
+        """Where this column's value is in the record, as a dotted path from the top level, or None."""
+        if self.name in record or (self.parts and _has_path(record, self.parts)):
+            return self.name
+        path = _locate_flattened(record, self.name)
+        return ".".join(path) if path else None
+
+
+def _has_path(record: Mapping[str, Any], parts: Sequence[str]) -> bool:
+    value: Any = record
+    for part in parts:
+        if type(value) is not dict or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def _locate_flattened(record: Mapping[str, Any], name: str) -> list[str] | None:
+    for key, value in record.items():
+        if type(value) is dict and name.startswith(key + "_"):
+            rest = name[len(key) + 1 :]
+            if rest in value:
+                return [key, rest]
+            inner = _locate_flattened(value, rest)
+            if inner is not None:
+                return [key, *inner]
+    return None
 
 
 def _lookup_flattened(record: Mapping[str, Any], name: str) -> Any:
@@ -207,8 +235,9 @@ class IdempotencyKey:
     same for records of different streams.
 
     The stream is its name, and its namespace when it has one (a stream without a namespace keeps
-    the keys of earlier versions). The key hashes the stream with, in order of preference, the
-    configured column's value, the catalog's primary key (plus cursor), or the whole record.
+    the keys of earlier versions), then the scope that keeps two event mappings of it apart. The key
+    hashes the stream with, in order of preference, the configured column's value, the catalog's
+    primary key (plus cursor), or the whole record.
     """
 
     def __init__(
@@ -217,8 +246,10 @@ class IdempotencyKey:
         namespace: str | None = None,
         column: str | None = None,
         key_paths: Sequence[Sequence[str]] = (),
+        scope: Sequence[str] = (),
     ) -> None:
         self.stream: list[str] = [stream] if namespace is None else [namespace, stream]
+        self.stream += list(scope)
         self.column = Column(column) if column else None
         self.key_paths = [tuple(path) for path in key_paths]
 
@@ -245,22 +276,23 @@ def _walk(record: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 
 class RecordMapper:
-    """Maps source records to Heap items for one configured API."""
+    """Maps source records to Heap items for one API: the user or account key, and the properties.
 
-    def __init__(self, config: HeapConfig, idempotency_key: IdempotencyKey | None = None) -> None:
-        api = config.api
-        self.track = isinstance(api, TrackApi)
+    `EventMapper` adds what track adds; `mapper_for` picks the mapper of an API.
+    """
+
+    def __init__(self, api: ApiConfig, idempotency_key: IdempotencyKey) -> None:
         self.key_field = api.key_field
         self.numeric_key = api.key_field == "user_id"
         self.key = Column(api.key_column)
-        self.event = Column(api.event_column) if self.track else None
-        self.timestamp = Column(api.timestamp_column) if self.track and api.timestamp_column else None
-        self.idempotency_key = idempotency_key if self.track else None
-        named = api.properties
-        self.property_columns = [(name, Column(name)) for name in named] if named is not None else None
-        self.skip_id = isinstance(api, UserPropertiesApi)
+        selection = api.properties
+        self.named = [(column.name, Column(column.source)) for column in selection.named]
+        self.rest = selection.rest
+        self.refused = api.refused_property_names
+        self.held_back = [column for _, column in self.named] + [Column(name) for name in selection.excluded]
+        self.named_outputs = frozenset(name for name, _ in self.named)
 
-    def __call__(self, record: Mapping[str, Any], emitted_at: int, position: int) -> HeapItem | Unmappable:
+    def __call__(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
         """The Heap item for one record, or why there is none."""
         key = self.key.lookup(record)
         if key is MISSING or key is None or key == "":
@@ -274,22 +306,78 @@ class RecordMapper:
             return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
-        if self.track:
-            event = identity_text(self.event.lookup(record))
-            if not event:
-                return Unmappable("missing event", position)
-            if len(event) > MAX_EVENT:
-                notes.append(TRUNCATED_EVENT)
-                event = event[:MAX_EVENT]
-            body["event"] = event
-            timestamp = self._timestamp(record, emitted_at, notes)
-            if timestamp in UNTIMED:
-                return Unmappable(timestamp, position)
-            body["timestamp"] = timestamp
+        reason = self._fields(record, emitted_at, body, notes)
+        if reason is not None:
+            return Unmappable(reason, position)
         body["properties"] = self._properties(record, notes)
-        if self.idempotency_key is not None:
-            body["idempotency_key"] = self.idempotency_key(record, notes)
         return HeapItem(key, body, position, 1, tuple(notes))
+
+    def _fields(
+        self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
+    ) -> str | None:
+        """Adds the fields an API has beyond its key and properties; the reason when the record cannot be sent."""
+        return None
+
+    def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+        """The properties of one record: the named columns under their Heap names, then with `*` every other
+        top-level column whose name no named column took. Short strings under a new name, the common case,
+        skip the general conversion."""
+        properties: dict[str, Any] = {}
+        for name, column in self.named:
+            value = record.get(column.name, MISSING)
+            if value is MISSING:
+                value = column.nested(record)
+                if value is MISSING:
+                    continue
+            if type(value) is str and len(value) <= MAX_TEXT and name not in properties:
+                properties[name] = value
+            else:
+                add_property(properties, name, value, notes)
+        if not self.rest:
+            return properties
+        held_back = {column.locate(record) for column in self.held_back} if self.held_back else ()
+        refused, named_outputs = self.refused, self.named_outputs
+        for key, value in record.items():
+            if key in held_back or key in named_outputs:
+                continue
+            if refused and key.lower() in refused:
+                notes.append(ID_PROPERTY_LEFT_OUT)
+            elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT and key not in properties:
+                properties[key] = value
+            elif held_back and type(value) is dict:
+                add_property(properties, key, _without(value, key, held_back), notes)
+            else:
+                add_property(properties, key, value, notes)
+        return properties
+
+
+class EventMapper(RecordMapper):
+    """Maps source records to track events: the event name (fixed or from a column), time and idempotency key."""
+
+    def __init__(self, api: TrackApi, idempotency_key: IdempotencyKey) -> None:
+        super().__init__(api, idempotency_key)
+        self.event_name = api.event_name
+        self.event = Column(api.event_column) if api.event_column else None
+        self.timestamp = Column(api.timestamp_column) if api.timestamp_column else None
+        self.idempotency_key = idempotency_key
+
+    def _fields(
+        self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
+    ) -> str | None:
+        """Adds event, timestamp and idempotency key; the reason when the record cannot be an event."""
+        event = self.event_name or identity_text(self.event.lookup(record))
+        if not event:
+            return "missing event"
+        if len(event) > MAX_EVENT:
+            notes.append(TRUNCATED_EVENT)
+            event = event[:MAX_EVENT]
+        body["event"] = event
+        timestamp = self._timestamp(record, emitted_at, notes)
+        if timestamp in UNTIMED:
+            return timestamp
+        body["timestamp"] = timestamp
+        body["idempotency_key"] = self.idempotency_key(record, notes)
+        return None
 
     def _timestamp(self, record: Mapping[str, Any], emitted_at: float, notes: list[str]) -> str:
         """The event's time as ISO 8601 text, or one of the UNTIMED reasons."""
@@ -303,28 +391,22 @@ class RecordMapper:
         except (OverflowError, OSError, ValueError):
             return BAD_EMITTED_AT
 
-    def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
-        """The properties of one record; short strings under a new name, the common case, skip the general
-        conversion."""
-        properties: dict[str, Any] = {}
-        if self.property_columns is not None:
-            for name, column in self.property_columns:
-                value = record.get(name, MISSING)
-                if value is MISSING:
-                    value = column.nested(record)
-                    if value is MISSING:
-                        continue
-                if type(value) is str and len(value) <= MAX_TEXT and name not in properties:
-                    properties[name] = value
-                else:
-                    add_property(properties, name, value, notes)
-            return properties
-        skip_id = self.skip_id
-        for key, value in record.items():
-            if skip_id and key.lower() == "id":
-                notes.append(ID_PROPERTY_LEFT_OUT)
-            elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT and key not in properties:
-                properties[key] = value
-            else:
-                add_property(properties, key, value, notes)
-        return properties
+
+MAPPERS: dict[str, type[RecordMapper]] = {"track": EventMapper}
+"""The mapper of each API that adds fields of its own; the others map key and properties only."""
+
+
+def mapper_for(api: ApiConfig, idempotency_key: IdempotencyKey) -> RecordMapper:
+    """The mapper for an API's items."""
+    return MAPPERS.get(api.api_type, RecordMapper)(api, idempotency_key)
+
+
+def _without(value: dict[str, Any], prefix: str, held_back: set[str | None]) -> dict[str, Any]:
+    """A nested object without the paths (dotted, from the top level) that are sent by name or left out."""
+    kept = {}
+    for key, inner in value.items():
+        path = f"{prefix}.{key}"
+        if path in held_back:
+            continue
+        kept[key] = _without(inner, path, held_back) if type(inner) is dict else inner
+    return kept

@@ -13,15 +13,6 @@ from .config import ApiConfig, config_error
 
 logger = logging.getLogger("airbyte")
 
-COLUMN_FIELDS = (
-    "event_column",
-    "identity_column",
-    "user_id_column",
-    "timestamp_column",
-    "account_id_column",
-    "idempotency_key_column",
-)
-
 
 class SchemaColumns:
     """The dotted paths a JSON schema declares, and the paths below which it allows anything."""
@@ -65,21 +56,12 @@ def check_columns(api: ApiConfig, stream: ConfiguredAirbyteStream) -> None:
         )
         return
     columns = SchemaColumns(schema)
-    for field, column in _configured_columns(api):
+    for field, column in api.columns:
         if columns.has(column):
             continue
         closest = columns.closest(column)
         hint = f"did you mean '{closest}'?" if closest else f"its columns are: {', '.join(sorted(columns.paths)[:30])}"
         raise config_error(f"{field} '{column}' is not in stream '{stream.stream.name}'; {hint}")
-
-
-def _configured_columns(api: ApiConfig) -> Iterator[tuple[str, str]]:
-    for field in COLUMN_FIELDS:
-        column = getattr(api, field, None)
-        if column:
-            yield field, column
-    for column in api.properties or ():
-        yield "property_columns", column
 
 
 def _declared_properties(schema: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:

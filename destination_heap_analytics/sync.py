@@ -1,4 +1,4 @@
-"""One write: maps records, drives batching and delivery, and decides when STATE may pass."""
+"""One write: maps records through their routes, drives batching and delivery, and decides when STATE may pass."""
 
 from __future__ import annotations
 
@@ -13,21 +13,20 @@ from airbyte_cdk.models import (
     AirbyteAnalyticsTraceMessage,
     AirbyteMessage,
     AirbyteTraceMessage,
-    ConfiguredAirbyteCatalog,
-    ConfiguredAirbyteStream,
     DestinationSyncMode,
     TraceType,
     Type,
 )
 
-from .batching import Batch, BatchBuilder, ItemTooLarge, RequestBody
+from .batching import Batch, BatchBuilder, BatchNumbers, ItemTooLarge, RequestBody
 from .checkpoint import CheckpointTracker
 from .client import HeapClient
-from .config import HeapConfig, TrackApi, config_error
-from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline, RetryPolicy
-from .mapping import OTHER_STREAM, IdempotencyKey, RecordMapper, Unmappable, failure_reason
+from .config import ApiConfig, HeapConfig, config_error
+from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline, RetryPolicy, Stopped
+from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
 from .messages import MalformedState, Message, State, StreamKey, Unreadable
 from .pacing import Pacer
+from .routing import Route
 from .stats import ProgressLog, SyncStats, tally
 
 logger = logging.getLogger("airbyte")
@@ -39,64 +38,68 @@ SUMMARY_TRACE = "heap_sync_summary"
 NAME_SHOWN = 100
 
 
-def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
-    """The one stream a connection loads, or a config error naming what was found."""
-    if len(catalog.streams) != 1:
-        names = ", ".join(f"'{s.stream.name}'" for s in catalog.streams) or "none"
-        raise config_error(
-            f"The catalog holds {len(catalog.streams)} streams ({names}): one Heap connection loads "
-            "exactly one stream; select a single stream, or make one connection per stream."
-        )
-    return catalog.streams[0]
+class Lane:
+    """One API's batching, pacing and sending, fed by every mapping to that API."""
 
-
-def idempotency_key_for(config: HeapConfig, stream: ConfiguredAirbyteStream) -> IdempotencyKey | None:
-    """How track events of this stream get their idempotency keys."""
-    if not isinstance(config.api, TrackApi):
-        return None
-    primary_key = stream.primary_key or stream.stream.source_defined_primary_key or []
-    cursor = stream.cursor_field or stream.stream.default_cursor_field or []
-    key_paths = [list(path) for path in primary_key]
-    if key_paths and cursor:
-        key_paths.append(list(cursor))
-    return IdempotencyKey(stream.stream.name, stream.stream.namespace, config.api.idempotency_key_column, key_paths)
-
-
-class Sync:
-    """Loads one stream's messages into Heap and yields the STATE messages Heap has made safe."""
-
-    def __init__(self, config: HeapConfig, stream: ConfiguredAirbyteStream) -> None:
-        self.config = config
-        self.stream_name = stream.stream.name
-        self.stream_key: StreamKey = (stream.stream.name, stream.stream.namespace)
-        self.checkpoints = CheckpointTracker()
-        self.stats = SyncStats()
-        self.mapper = RecordMapper(config, idempotency_key_for(config, stream))
-        body = RequestBody(config.app_id, config.api.items_field)
-        self.builder = BatchBuilder(body, config.max_request_bytes, merge=config.api.last_write_wins)
-        self.dry_run = config.dry_run
-        self.pacer = Pacer(config.items_per_minute, config.api.identity_limit)
-        if self.dry_run:
-            sender: BatchSender | DryRunSender = DryRunSender(config.endpoint_url, config.dry_run_payloads)
-            logger.info("Dry run: nothing is sent to Heap and no STATE is passed on.")
+    def __init__(self, config: HeapConfig, api: ApiConfig, numbers: BatchNumbers, stop: threading.Event) -> None:
+        body = RequestBody(config.app_id, api.items_field)
+        self.url = config.endpoint_url(api)
+        self.builder = BatchBuilder(body, config.max_request_bytes, merge=api.last_write_wins, numbers=numbers)
+        self.pacer = Pacer(config.items_per_minute(api), api.identity_limit)
+        if config.dry_run:
+            sender: BatchSender | DryRunSender = DryRunSender(self.url, config.dry_run_payloads)
         else:
             sender = BatchSender(
-                HeapClient(config.endpoint_url, config.request_timeout_seconds),
+                HeapClient(self.url, config.request_timeout_seconds),
                 self.pacer,
                 body,
                 config.app_id,
                 RetryPolicy(config.max_retry_seconds),
-                threading.Event(),
+                stop,
                 fail_fast=config.on_rejected_record == "fail",
             )
-        self.pipeline = Pipeline(sender, 1 if self.dry_run else WORKERS, ordered=config.api.last_write_wins)
-        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, lambda: self.pacer.waiting)
+        self.pipeline = Pipeline(sender, 1 if config.dry_run else WORKERS, ordered=api.last_write_wins)
+
+    def submit(self, batch: Batch | None) -> list[BatchResult]:
+        """Starts sending a batch, if any; returns the results that completed meanwhile."""
+        return self.pipeline.submit(batch) if batch is not None else []
+
+
+class Sync:
+    """Loads the catalog's streams into Heap through their routes and yields the STATE messages Heap has made safe."""
+
+    def __init__(self, config: HeapConfig, routes: list[Route]) -> None:
+        self.config = config
+        self.checkpoints = CheckpointTracker()
+        self.stats = SyncStats()
+        self.dry_run = config.dry_run
+        numbers = BatchNumbers()
+        stop = threading.Event()
+        self.lanes: dict[str, Lane] = {}
+        self.routes: dict[StreamKey, list[tuple[RecordMapper, Lane]]] = {}
+        for route in routes:
+            lane = self.lanes.get(route.api.endpoint)
+            if lane is None:
+                lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop)
+            mapper = mapper_for(route.api, route.idempotency_key())
+            self.routes.setdefault(route.key, []).append((mapper, lane))
+            logger.info("Loading stream '%s' into %s", route.label, lane.url)
+            if route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
+                logger.info(
+                    "Heap is append-only: stream '%s' in overwrite mode loads like append, and nothing already "
+                    "in Heap is removed.",
+                    route.label,
+                )
+        self.numbers = numbers
+        waiting = [lane.pacer for lane in self.lanes.values()]
+        self.progress = ProgressLog(
+            self.stats, config.progress_interval_seconds, lambda: sum(pacer.waiting for pacer in waiting)
+        )
         self.states_withheld = 0
         self.fail_on_rejection = config.on_rejected_record == "fail"
-        self.batch_opened = time.monotonic()
         self.rejections_logged = 0
-        if stream.destination_sync_mode == DestinationSyncMode.overwrite:
-            logger.info("Heap is append-only: overwrite loads like append, and nothing already in Heap is removed.")
+        if self.dry_run:
+            logger.info("Dry run: nothing is sent to Heap and no STATE is passed on.")
 
     def run(self, messages: Iterable[Message]) -> Iterator[AirbyteMessage | dict[str, Any]]:
         """Sends every record, yielding each STATE (as its raw JSON) once the records before it are settled.
@@ -119,11 +122,16 @@ class Sync:
                         yield from self._pass(out)
             except MalformedState as error:
                 malformed = error
-            yield from self._pass(self._settle(self._submit(self.builder.seal())))
-            yield from self._pass(self._settle(self.pipeline.drain()))
+            for lane in self.lanes.values():
+                yield from self._pass(self._settle(lane.submit(lane.builder.seal())))
+            for lane in self.lanes.values():
+                yield from self._pass(self._settle(lane.pipeline.drain()))
+        except Stopped:
+            raise self._failure() from None
         finally:
             self.progress.stop()
-            self.pipeline.close()
+            for lane in self.lanes.values():
+                lane.pipeline.close()
         if malformed is not None:
             raise malformed
         if self.dry_run:
@@ -145,24 +153,30 @@ class Sync:
         stats.records_read += 1
         position = stats.records_read
         self.checkpoints.received[stream] += 1
-        if stream != self.stream_key:
+        routes = self.routes.get(stream)
+        if routes is None:
             return self._unmappable(Unmappable(OTHER_STREAM, position), f" ('{stream[0][:NAME_SHOWN]}')")
-        try:
-            mapped = self.mapper(data, emitted_at, position)
-            if type(mapped) is Unmappable:
-                return self._unmappable(mapped)
-            if not self.builder.batch.items:
-                self.batch_opened = time.monotonic()
-            full = self.builder.add(mapped)
-        except ItemTooLarge:
-            return self._unmappable(
-                Unmappable(f"item larger than max_request_bytes ({self.config.max_request_bytes})", position)
-            )
-        except Exception as error:
-            return self._unmappable(Unmappable(failure_reason(error), position))
-        if mapped.notes:
-            stats.adjusted.update(mapped.notes)
-        return self._settle(self.pipeline.submit(full)) if full is not None else None
+        ready = None
+        for mapper, lane in routes:
+            try:
+                mapped = mapper(data, emitted_at, position)
+                if type(mapped) is Unmappable:
+                    self._unmappable(mapped)
+                    continue
+                full = lane.builder.add(mapped)
+            except ItemTooLarge:
+                self._unmappable(
+                    Unmappable(f"item larger than max_request_bytes ({self.config.max_request_bytes})", position)
+                )
+                continue
+            except Exception as error:
+                self._unmappable(Unmappable(failure_reason(error), position))
+                continue
+            if mapped.notes:
+                stats.adjusted.update(mapped.notes)
+            if full is not None:
+                ready = (ready or []) + self._settle(lane.submit(full))
+        return ready
 
     def _unreadable(self, line: Unreadable) -> None:
         """A line with no usable record: a record of a stream when it names one, else a line counted apart."""
@@ -182,14 +196,24 @@ class Sync:
         return None
 
     def _state(self, state: State) -> list[dict[str, Any]]:
-        results = []
-        if self.builder.batch.items and time.monotonic() - self.batch_opened >= FLUSH_AFTER_SECONDS:
-            results = self._submit(self.builder.seal())
-        ready = self.checkpoints.add(state, self.builder.open_number, self.stats.records_read)
-        return ready + self._settle(results + self.pipeline.poll())
+        """Holds a STATE until every batch numbered so far is settled; sends batches open for a while, so
+        no STATE waits long on a slow stream."""
+        results: list[BatchResult] = []
+        for lane in self.lanes.values():
+            if lane.builder.older_than(FLUSH_AFTER_SECONDS):
+                results += lane.submit(lane.builder.seal())
+        ready = self.checkpoints.add(state, self.numbers.last, self.stats.records_read)
+        for lane in self.lanes.values():
+            results += lane.pipeline.poll()
+        return ready + self._settle(results)
 
-    def _submit(self, batch: Batch | None) -> list[BatchResult]:
-        return self.pipeline.submit(batch) if batch is not None else []
+    def _failure(self) -> BaseException:
+        """What stopped the senders: the first error of any lane that is not Stopped."""
+        for lane in self.lanes.values():
+            error = lane.pipeline.failure()
+            if error is not None:
+                return error
+        return Stopped()
 
     def _settle(self, results: list[BatchResult]) -> list[dict[str, Any]]:
         ready: list[dict[str, Any]] = []

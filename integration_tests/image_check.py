@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from integration_tests.demo import APIS, api_types
 from integration_tests.heap_sandbox import ENDPOINTS, HeapSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ def main() -> None:
         spec = container(podman, image, ["spec"], mounts)
         assert spec[0]["type"] == "SPEC", spec
         print("spec: ok")
-        for number, name in enumerate(("track", "user_properties", "account_properties")):
+        for number, name in enumerate(APIS):
             with HeapSandbox() as sandbox:
                 config = json.loads((SAMPLES / f"config_{name}.json").read_text())
                 config["base_url"] = sandbox.url
@@ -73,18 +74,22 @@ def main() -> None:
                     print("check: ok")
                 args = ["write", "--config", "/config/config.json", "--catalog", "/config/catalog.json"]
                 out = container(podman, image, args, mounts, stdin, user=number == 0)
-                field = ENDPOINTS[f"/api/{config['api']['api_type']}"]
-                received = sandbox.items(field)
+                fields = [ENDPOINTS[f"/api/{api_type}"] for api_type in api_types(config)]
+                received = [item for field in fields for item in sandbox.items(field)]
+                routes = len(config.get("mappings", [config.get("api")]))
                 back = [m for m in out if m["type"] == "STATE"]
                 assert [m["state"]["id"] for m in back] == [m["state"]["id"] for m in sent_states], back
                 for came, went in zip(sent_states, back, strict=True):
                     assert {**went["state"], "destinationStats": None} == {**came["state"], "destinationStats": None}
                 assert sum(m["state"]["destinationStats"]["recordCount"] for m in back) == records
                 summary = [m for m in out if m["type"] == "TRACE" and m["trace"]["type"] == "ANALYTICS"][-1]
-                assert json.loads(summary["trace"]["analytics"]["value"])["records_delivered"] == records
-                assert received, f"Heap received no {field}"
+                delivered = json.loads(summary["trace"]["analytics"]["value"])["records_delivered"]
+                assert delivered == records * routes, "each record once through each mapping"
+                assert len(received) == records * routes, f"Heap received {len(received)} items"
                 who = "as --user 1000, " if number == 0 else ""
-                print(f"write {name} ({who}read-only): {len(received)} {field} received, STATE ids back in order")
+                print(
+                    f"write {name} ({who}read-only): {len(received)} {', '.join(fields)} received, STATE ids in order"
+                )
 
 
 if __name__ == "__main__":

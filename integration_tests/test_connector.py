@@ -6,8 +6,17 @@ import socket
 
 import pytest
 
-from integration_tests.conftest import TRACK, catalog, config_for, record, run_connector, state, stream_messages
 from integration_tests.heap_sandbox import HeapSandbox
+from integration_tests.support import (
+    TRACK,
+    StateCoverage,
+    catalog,
+    config_for,
+    record,
+    run_connector,
+    state,
+    stream_messages,
+)
 from unit_tests.seeds import SEEDS
 
 
@@ -74,21 +83,14 @@ def test_mission_examples_reach_heap_exactly(sandbox, api, source, expected):
 
 
 def test_ten_thousand_records_in_ten_requests_and_the_last_state_after_the_last_ack(sandbox):
-    seen_at_state = []
-
-    def on_message(message):
-        if message["type"] == "STATE":
-            covered = message["state"]["stream"]["stream_state"]["seq"]
-            accepted = {event["properties"]["seq"] for event in sandbox.items("events")}
-            seen_at_state.append((covered, all(seq in accepted for seq in range(covered + 1))))
-
-    run = run_connector("write", config_for(sandbox), stream_messages(10_000), on_message=on_message)
+    coverage = StateCoverage(sandbox)
+    run = run_connector("write", config_for(sandbox), stream_messages(10_000), on_message=coverage.on_message)
     assert run.returncode == 0, run.stderr
     snapshot = sandbox.state.snapshot()
     assert snapshot["requests"] <= 10
     assert sorted(e["properties"]["seq"] for e in snapshot["accepted"]["events"]) == list(range(10_000))
-    assert seen_at_state[-1][0] == 9_999
-    assert all(ok for _, ok in seen_at_state)
+    assert coverage.covered[-1] == 9_999
+    assert coverage.early == []
     assert [s["destinationStats"]["recordCount"] for s in run.states] == [1000.0] * 10
     assert run.summary["records_delivered"] == 10_000
 

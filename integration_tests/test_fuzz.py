@@ -7,8 +7,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration_tests.conftest import config_for, run_connector, state
 from integration_tests.heap_sandbox import HeapSandbox
+from integration_tests.support import config_for, run_connector, state
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),

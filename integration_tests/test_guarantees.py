@@ -5,29 +5,15 @@ from __future__ import annotations
 import re
 import time
 
-from integration_tests.conftest import config_for, record, run_connector, stream_messages
 from integration_tests.heap_sandbox import Faults, HeapSandbox
-
-
-def state_checker(sandbox, field="events", rejected=frozenset()):
-    """Checks, as each STATE line is read, that every record it covers is in the sandbox (or was poison)."""
-    checked = []
-
-    def on_message(message):
-        if message["type"] == "STATE":
-            covered = message["state"]["stream"]["stream_state"]["seq"]
-            accepted = {item["properties"]["seq"] for item in sandbox.items(field)}
-            missing = [seq for seq in range(covered + 1) if seq not in accepted and seq not in rejected]
-            checked.append((covered, missing))
-
-    return checked, on_message
+from integration_tests.support import StateCoverage, config_for, record, run_connector, stream_messages
 
 
 def test_twenty_thousand_records_through_faults_arrive_exactly_once():
     faults = Faults(fail_rate=0.10, throttle_rate=0.10, retry_after=0.2, drop_rate=0.05, seed=7)
     with HeapSandbox(faults) as sandbox:
-        checked, on_message = state_checker(sandbox)
-        run = run_connector("write", config_for(sandbox), stream_messages(20_000), on_message=on_message)
+        coverage = StateCoverage(sandbox)
+        run = run_connector("write", config_for(sandbox), stream_messages(20_000), on_message=coverage.on_message)
         snapshot = sandbox.state.snapshot()
     assert run.returncode == 0, run.stderr
     events = snapshot["accepted"]["events"]
@@ -35,8 +21,8 @@ def test_twenty_thousand_records_through_faults_arrive_exactly_once():
     assert len({e["idempotency_key"] for e in events}) == 20_000
     assert snapshot["statuses"].get(500, 0) > 0 and snapshot["statuses"].get(429, 0) > 0
     assert snapshot["duplicates_ignored"] > 0, "no acknowledgement was lost: the test proved nothing"
-    assert [covered for covered, _ in checked] == [seq for seq in range(999, 20_000, 1000)]
-    assert all(not missing for _, missing in checked)
+    assert coverage.covered == list(range(999, 20_000, 1000))
+    assert coverage.early == []
     summary = run.summary
     assert summary["records_delivered"] == 20_000 and summary["retries"] > 0
     assert summary["records_read"] == summary["records_delivered"] + summary["records_rejected"]
@@ -63,9 +49,9 @@ def poisoned(seq):
 
 def test_poison_items_are_isolated_and_reported_while_the_rest_arrive():
     with HeapSandbox(Faults(poison="POISON")) as sandbox:
-        checked, on_message = state_checker(sandbox, rejected=POISON)
+        coverage = StateCoverage(sandbox, rejected=POISON)
         messages = stream_messages(5_000, make=poisoned)
-        run = run_connector("write", config_for(sandbox, api=None), messages, on_message=on_message)
+        run = run_connector("write", config_for(sandbox), messages, on_message=coverage.on_message)
         events = sandbox.items("events")
     assert run.returncode == 0, run.stderr
     assert sorted(e["properties"]["seq"] for e in events) == sorted(set(range(5_000)) - POISON)
@@ -74,7 +60,7 @@ def test_poison_items_are_isolated_and_reported_while_the_rest_arrive():
     reported = sorted(line for line in run.logs if line.startswith("Heap rejected record"))
     assert [int(line.split()[3].rstrip(":")) for line in reported] == sorted(seq + 1 for seq in POISON)
     assert all("property value refused" in line for line in reported)
-    assert all(not missing for _, missing in checked) and len(checked) == 5
+    assert coverage.early == [] and len(coverage.covered) == 5
 
 
 def test_poison_items_fail_the_sync_at_the_first_rejection_when_asked():

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from integration_tests.conftest import TRACK, catalog, config_for, record, run_connector, state, stream_messages
 from integration_tests.heap_sandbox import Faults, HeapSandbox
+from integration_tests.support import TRACK, catalog, config_for, record, run_connector, state, stream_messages
 
 MAX_LINE = 4_000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from integration_tests.conftest import config_for, record, run_connector, stream_messages
 from integration_tests.heap_sandbox import Faults, HeapSandbox
+from integration_tests.support import config_for, record, run_connector, stream_messages
 
 
 def test_a_limit_counted_over_five_second_windows_is_not_overrun():

@@ -5,38 +5,15 @@ from __future__ import annotations
 
 import copy
 
-from integration_tests.conftest import catalog, config_for, record, run_connector
-
-
-def stream_state(state_id, name="users", namespace=None, **extra):
-    descriptor = {"name": name, **({"namespace": namespace} if namespace else {})}
-    body = {
-        "type": "STREAM",
-        "id": state_id,
-        "stream": {"stream_descriptor": descriptor, "stream_state": {"cursor": state_id, "big": 2**70}},
-        "sourceStats": {"recordCount": 5.0},
-        "x_future_field": {"nested": [1, "two", None]},
-        **extra,
-    }
-    return {"type": "STATE", "state": body, "x_top_level": True}
-
-
-def global_state(state_id):
-    shared = {"lsn": 123456789012345678901234567890}
-    streams = [{"stream_descriptor": {"name": "users"}, "stream_state": {"c": 1}}]
-    body = {"type": "GLOBAL", "id": state_id, "global": {"shared_state": shared, "stream_states": streams}}
-    return {"type": "STATE", "state": {**body, "sourceStats": {"recordCount": 2.0}, "x_new": "kept"}}
-
-
-def legacy_state(state_id):
-    return {"type": "STATE", "state": {"type": "LEGACY", "id": state_id, "data": {"users": {"cursor": "2024"}}}}
-
-
-def in_namespace(seq, name="users", namespace=None):
-    message = record(seq, stream=name)
-    if namespace:
-        message["record"]["namespace"] = namespace
-    return message
+from integration_tests.support import (
+    catalog,
+    config_for,
+    global_state,
+    in_namespace,
+    legacy_state,
+    platform_state,
+    run_connector,
+)
 
 
 def test_every_state_comes_back_as_sent_plus_destination_stats_in_order_with_the_platforms_counts(sandbox):
@@ -45,14 +22,14 @@ def test_every_state_comes_back_as_sent_plus_destination_stats_in_order_with_the
         in_namespace(1),
         in_namespace(2, "orders"),
         in_namespace(3, "users", "tenant_b"),
-        stream_state(1, "orders"),
+        platform_state(1, "orders"),
         in_namespace(4),
-        stream_state(2, "users", "tenant_b"),
-        stream_state(3),
+        platform_state(2, "users", "tenant_b"),
+        platform_state(3),
         in_namespace(5),
         {"type": "RECORD", "record": {"stream": "users", "data": "not an object", "emitted_at": 1}},
-        stream_state(4, destinationStats={"recordCount": 99.0}),
-        stream_state(5),
+        platform_state(4, destinationStats={"recordCount": 99.0}),
+        platform_state(5),
         in_namespace(6),
         in_namespace(7, "orders"),
         global_state(6),
@@ -85,7 +62,7 @@ def test_records_match_the_catalog_stream_by_name_and_namespace(sandbox):
         in_namespace(0, "users", "tenant_a"),
         in_namespace(1, "users", "tenant_b"),
         in_namespace(2, "users"),
-        stream_state(1, "users", "tenant_a"),
+        platform_state(1, "users", "tenant_a"),
     ]
     run = run_connector("write", config_for(sandbox), messages, catalog_json=configured)
     assert run.returncode == 0, run.stderr
@@ -97,10 +74,10 @@ def test_records_match_the_catalog_stream_by_name_and_namespace(sandbox):
 def test_a_malformed_state_is_a_clear_error_and_nothing_after_it_passes(sandbox):
     messages = [
         in_namespace(0),
-        stream_state(1),
+        platform_state(1),
         {"type": "STATE", "state": {"type": "STREAM", "id": 2, "stream": {"stream_state": {}}}},
         in_namespace(1),
-        stream_state(3),
+        platform_state(3),
     ]
     run = run_connector("write", config_for(sandbox), messages)
     assert run.returncode != 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from integration_tests.conftest import TRACK, catalog, config_for, record, run_connector, state, stream_messages
 from integration_tests.heap_sandbox import Faults, HeapSandbox
+from integration_tests.support import TRACK, catalog, config_for, record, run_connector, state, stream_messages
 
 USERS_SCHEMA = {
     "type": "object",

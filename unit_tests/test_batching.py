@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from destination_heap_analytics.batching import BatchBuilder, ItemTooLarge, RequestBody
+from destination_heap_analytics.batching import BatchBuilder, BatchNumbers, ItemTooLarge, RequestBody
 from destination_heap_analytics.mapping import HeapItem
 
 BODY = RequestBody("11", "users")
@@ -52,16 +52,31 @@ def test_merge_keeps_one_item_per_key_with_later_values_winning():
     assert batch.size == sum(len(e) + 1 for e in batch.encoded)
 
 
-def test_open_number_names_the_last_batch_holding_records():
-    builder = BatchBuilder(BODY, 1_000_000, merge=False, max_items=2)
-    assert builder.open_number == 0
+def test_batches_of_every_builder_are_numbered_in_the_order_their_first_record_came():
+    numbers = BatchNumbers()
+    events = BatchBuilder(BODY, 1_000_000, merge=False, numbers=numbers, max_items=2)
+    users = BatchBuilder(RequestBody("11", "users"), 1_000_000, merge=True, numbers=numbers)
+    assert numbers.last == 0, "an empty builder takes no number"
+    events.add(item("a", 1))
+    users.add(item("b", 2))
+    events.add(item("c", 3))
+    full = events.add(item("d", 4))
+    assert (full.number, events.batch.number, users.batch.number) == (1, 3, 2)
+    assert users.seal().number == 2
+    assert users.seal() is None
+    assert numbers.last == 3
+
+
+def test_a_batch_is_old_once_its_first_item_has_waited_long_enough():
+    now = [100.0]
+    builder = BatchBuilder(BODY, 1_000_000, merge=False, clock=lambda: now[0])
+    assert not builder.older_than(5.0), "an empty batch is never old"
     builder.add(item("a", 1))
-    assert builder.open_number == 1
+    now[0] += 4.9
     builder.add(item("b", 2))
-    builder.add(item("c", 3))
-    assert builder.open_number == 2
-    builder.seal()
-    assert builder.open_number == 2
+    assert not builder.older_than(5.0)
+    now[0] += 0.1
+    assert builder.older_than(5.0)
 
 
 @given(

@@ -7,7 +7,15 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_heap_analytics.config import HeapConfig, TrackApi
+from destination_heap_analytics.config import (
+    AccountPropertiesApi,
+    HeapConfig,
+    PropertyColumn,
+    PropertySelection,
+    StreamMapping,
+    TrackApi,
+    UserPropertiesApi,
+)
 
 SPEC = json.loads((Path(__file__).parent.parent / "destination_heap_analytics" / "spec.json").read_text())
 TRACK = {"api_type": "track", "event_column": "event", "identity_column": "email"}
@@ -27,16 +35,48 @@ def error_of(**overrides):
 def test_defaults_and_regions():
     config = parse()
     assert isinstance(config.api, TrackApi)
-    assert config.api.properties is None
-    assert config.endpoint_url == "https://heapanalytics.com/api/track"
-    assert parse(region="EU").endpoint_url == "https://c.eu.heap-api.com/api/track"
-    assert parse(region="EU", base_url="https://proxy.example/").endpoint_url == "https://proxy.example/api/track"
+    assert config.api.properties == PropertySelection((), rest=True, excluded=())
+    assert config.endpoint_url(config.api) == "https://heapanalytics.com/api/track"
+    eu = parse(region="EU")
+    assert eu.endpoint_url(eu.api) == "https://c.eu.heap-api.com/api/track"
+    proxied = parse(region="EU", base_url="https://proxy.example/")
+    assert proxied.endpoint_url(proxied.api) == "https://proxy.example/api/track"
     assert parse(app_id=1234).app_id == "1234"
 
 
 def test_property_columns_are_trimmed_and_case_sensitive():
     config = parse(api={**TRACK, "property_columns": " Plan , amount,identities.provider ,"})
-    assert config.api.properties == ("Plan", "amount", "identities.provider")
+    assert config.api.properties.named == (
+        PropertyColumn("Plan", "Plan"),
+        PropertyColumn("amount", "amount"),
+        PropertyColumn("identities.provider", "identities.provider"),
+    )
+    assert not config.api.properties.rest
+
+
+def test_property_columns_rename_and_leave_out():
+    text = "*, email_address as email, created_at AS Sign Up Date, -ssn, - card.number"
+    selection = parse(api={**TRACK, "property_columns": text}).api.properties
+    assert selection.named == (PropertyColumn("email_address", "email"), PropertyColumn("created_at", "Sign Up Date"))
+    assert selection.rest
+    assert selection.excluded == ("ssn", "card.number")
+
+
+def test_a_fixed_event_name_or_an_event_column():
+    api = {"api_type": "track", "event_name": "Order Placed", "identity_column": "email"}
+    assert parse(api=api).api.event_name == "Order Placed"
+
+
+def test_mappings_load_streams_by_name():
+    users = {"api_type": "add_user_properties", "identity_column": "email"}
+    config = parse(
+        api=None, mappings=[{"stream": "users", "api": users}, {"stream": "orders", "namespace": "shop", "api": TRACK}]
+    )
+    assert [(m.stream, m.namespace, m.api.api_type) for m in config.mappings] == [
+        ("users", None, "add_user_properties"),
+        ("orders", "shop", "track"),
+    ]
+    assert [api.api_type for api in config.apis] == ["add_user_properties", "track"]
 
 
 @pytest.mark.parametrize(
@@ -49,6 +89,23 @@ def test_property_columns_are_trimmed_and_case_sensitive():
         ({"api": {"api_type": "add_user_properties", "identity_column": "e", "property_columns": "a,Id"}}, "'Id'"),
         ({"api": {"api_type": "webhook"}}, "api"),
         ({"max_events_per_minute": 0}, "max_events_per_minute"),
+        ({"api": {**TRACK, "event_name": "Signed Up"}}, "set exactly one of event_column"),
+        ({"api": {"api_type": "track", "identity_column": "e"}}, "set exactly one of event_column"),
+        ({"api": {**TRACK, "event_column": None, "event_name": "x" * 1025}}, "1024-character event names"),
+        ({"api": {**TRACK, "property_columns": "plan, -ssn"}}, "'-ssn' leaves a column out of '*'"),
+        ({"api": {**TRACK, "property_columns": "*, a as X, b as X"}}, "both be sent as property 'X'"),
+        ({"api": {**TRACK, "property_columns": "*, ssn, -ssn"}}, "'ssn' is both named and left out"),
+        ({"api": {**TRACK, "property_columns": "*, plan as "}}, "needs a column and a Heap name"),
+        ({"api": {**TRACK, "property_columns": "*, -"}}, "names no column"),
+        ({"api": {**TRACK, "property_columns": "a as " + "n" * 1024}}, "1023-character property names"),
+        (
+            {"api": {"api_type": "add_user_properties", "identity_column": "e", "property_columns": "ref as ID"}},
+            "'ID' cannot be a property",
+        ),
+        ({"api": None}, "set api"),
+        ({"mappings": [{"stream": "users", "api": TRACK}]}, "not both"),
+        ({"api": None, "mappings": [{"stream": " ", "api": TRACK}]}, "mappings.0.stream"),
+        ({"api": None, "mappings": [{"stream": "users", "api": {"api_type": "track"}}]}, "mappings.0.api.track"),
     ],
 )
 def test_bad_configs_name_the_problem(overrides, fragment):
@@ -62,12 +119,14 @@ def test_http_is_allowed_to_loopback_only():
 
 
 def test_spec_and_model_know_the_same_options():
-    spec_top = set(SPEC["connectionSpecification"]["properties"])
-    assert spec_top == set(HeapConfig.model_fields)
-    spec_apis = {
-        option["properties"]["api_type"]["const"]: set(option["properties"])
-        for option in SPEC["connectionSpecification"]["properties"]["api"]["oneOf"]
-    }
-    for model in HeapConfig.model_fields["api"].annotation.__args__:
+    spec = SPEC["connectionSpecification"]["properties"]
+    assert set(spec) == set(HeapConfig.model_fields)
+    mapping = spec["mappings"]["items"]
+    assert set(mapping["properties"]) == set(StreamMapping.model_fields)
+    assert mapping["properties"]["api"]["oneOf"] == spec["api"]["oneOf"], "a mapping's api is the top-level api"
+    spec_apis = {option["properties"]["api_type"]["const"]: option for option in spec["api"]["oneOf"]}
+    for model in TrackApi, UserPropertiesApi, AccountPropertiesApi:
         api_type = model.model_fields["api_type"].annotation.__args__[0]
-        assert spec_apis[api_type] == set(model.model_fields)
+        option = spec_apis[api_type]
+        assert set(option["properties"]) == set(model.model_fields)
+        assert set(option["required"]) == {name for name, field in model.model_fields.items() if field.is_required()}

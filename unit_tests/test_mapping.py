@@ -19,10 +19,10 @@ from destination_heap_analytics.mapping import (
     Column,
     HeapItem,
     IdempotencyKey,
-    RecordMapper,
     Unmappable,
     failure_reason,
     heap_timestamp,
+    mapper_for,
     stable_hash,
 )
 from unit_tests.seeds import SEEDS, TRACK_API, TRACK_RECORD, USER_API, USER_RECORD
@@ -32,8 +32,7 @@ EMITTED_AT = 1666325394622
 
 def mapper(api, **config):
     heap_config = HeapConfig.parse({"app_id": "11", "api": api, **config})
-    key = IdempotencyKey("users") if api["api_type"] == "track" else None
-    return RecordMapper(heap_config, key)
+    return mapper_for(heap_config.api, IdempotencyKey("users"))
 
 
 def map_one(api, record, emitted_at=EMITTED_AT):
@@ -285,3 +284,49 @@ def test_any_record_maps_to_values_heap_accepts(record, identity):
         for element in value if isinstance(value, list) else [value]:
             assert type(element) in (str, int, float)
             assert not isinstance(element, str) or len(element) < 1024
+
+
+def test_a_fixed_event_name_needs_no_event_column():
+    api = {"api_type": "track", "event_name": "Order Placed", "identity_column": "email", "property_columns": "plan"}
+    item = map_one(api, {"email": "jo@x.io", "plan": "pro", "event": "ignored"})
+    assert item.body["event"] == "Order Placed"
+    assert item.body["properties"] == {"plan": "pro"}
+
+
+def test_renamed_columns_are_sent_under_their_heap_names_only():
+    api = {
+        **USER_API,
+        "property_columns": "email as email_copy, created_at as Sign Up Date, identities.provider as Provider",
+    }
+    item = map_one(api, USER_RECORD)
+    assert item.body["properties"] == {
+        "email_copy": USER_RECORD["email"],
+        "Sign Up Date": USER_RECORD["created_at"],
+        "Provider": "auth0",
+    }
+
+
+def test_star_adds_every_column_not_named_or_left_out():
+    record = {
+        "email": "jo@x.io",
+        "email_address": "jo@work.io",
+        "ssn": "123-45-6789",
+        "card": {"number": "4111", "brand": "visa"},
+        "plan": "pro",
+    }
+    api = {
+        "api_type": "add_user_properties",
+        "identity_column": "email",
+        "property_columns": "*, email_address as email, -ssn, -card.number, plan as Plan",
+    }
+    item = map_one(api, record)
+    assert item.body["properties"] == {"email": "jo@work.io", "Plan": "pro", "card.brand": "visa"}, (
+        "email_address fills Heap's email and is not sent again; plan appears only as Plan; the excluded "
+        "ssn and card.number are nowhere, and the record's own email column gives way to the named one"
+    )
+
+
+def test_a_flattened_reference_is_held_back_from_star_where_it_was_found():
+    api = {"api_type": "add_account_properties", "account_id_column": "id", "property_columns": "*, -billing_card"}
+    item = map_one(api, {"id": "a1", "billing": {"card": "4111", "plan": "pro"}})
+    assert item.body["properties"] == {"id": "a1", "billing.plan": "pro"}

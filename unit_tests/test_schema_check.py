@@ -47,6 +47,14 @@ def test_declared_columns_pass_including_dotted_and_flattened_paths():
             "property_columns 'nick_name' is not in stream 'users'; did you mean 'nickname'?",
         ),
         (
+            {**TRACK, "property_columns": "*, nick_name as Nickname"},
+            "property_columns 'nick_name' is not in stream 'users'; did you mean 'nickname'?",
+        ),
+        (
+            {**TRACK, "property_columns": "*, -identities.provdier"},
+            "property_columns 'identities.provdier' is not in stream 'users'; did you mean 'identities.provider'?",
+        ),
+        (
             {**TRACK, "timestamp_column": "zzz"},
             "timestamp_column 'zzz' is not in stream 'users'; its columns are: blocked, created_at",
         ),
