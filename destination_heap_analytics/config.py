@@ -312,10 +312,6 @@ class HeapConfig(BaseModel):
         """Every API configured: the top-level one, or each mapping's."""
         return [self.api] if self.api is not None else [mapping.api for mapping in self.mappings]
 
-    def items_per_minute(self, api: ApiConfig) -> int | None:
-        """The per-app ceiling an API is paced under: the configured one, else the API's documented one."""
-        return self.max_events_per_minute or api.items_per_minute
-
     def endpoint_url(self, api: ApiConfig) -> str:
         """The full URL of an API."""
         return self.url + api.endpoint

@@ -48,13 +48,13 @@ class AppRate:
     to the ceiling. Throttling of requests sent before the last cut took effect changes nothing more.
     """
 
-    def __init__(self, items_per_minute: int | None, now: float) -> None:
+    def __init__(self, items_per_minute: int | None) -> None:
         self.ceiling = items_per_minute * AIM / 60 if items_per_minute else math.inf
         self.rate = self.ceiling
         self.next_free = -math.inf
         self.paused_until = -math.inf
         self.cut_until = -math.inf
-        self.changed = now
+        self.changed = -math.inf
         self.first_sent: float | None = None
         self.accepted: deque[tuple[float, int]] = deque()
         self.accepted_total = 0
@@ -158,20 +158,26 @@ def _cells(key: str) -> tuple[int, int]:
 
 
 class Pacer:
-    """Holds each request until it fits the app's pace and its identities' limits, and learns from answers."""
+    """Holds each request to one API until it fits the app's pace and its identities' limits, and learns
+    from answers.
+
+    Pacers of several APIs may share one AppRate (a ceiling for the whole app id); they then share
+    the lock that guards it too.
+    """
 
     def __init__(
         self,
-        items_per_minute: int | None,
+        app: AppRate,
         identity_limit: IdentityLimit,
+        lock: threading.Lock | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
-        self.app = AppRate(items_per_minute, clock())
+        self.app = app
         self.identity_limit = identity_limit
         self.identities = IdentityCounts(identity_limit.seconds)
         self.waiting = 0
-        self.lock = threading.Lock()
+        self.lock = lock or threading.Lock()
 
     def reserve(self, keys: Iterable[str], stop: threading.Event, deadline: float = math.inf) -> float | None:
         """Waits until a request with these items' identities may go and counts it; returns when it may go,

@@ -25,7 +25,7 @@ from .config import ApiConfig, HeapConfig, config_error
 from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
 from .messages import MalformedState, Message, State, StreamKey, Unreadable
-from .pacing import Pacer
+from .pacing import AppRate, Pacer
 from .routing import Route
 from .stats import ProgressLog, SyncStats, tally
 
@@ -38,14 +38,29 @@ SUMMARY_TRACE = "heap_sync_summary"
 NAME_SHOWN = 100
 
 
+class AppPacing:
+    """The app id's pace: one ceiling shared by every API when `max_events_per_minute` is set, else each
+    API's documented one (track's 15,000 a minute; none for the property APIs)."""
+
+    def __init__(self, items_per_minute: int | None) -> None:
+        self.shared = AppRate(items_per_minute) if items_per_minute else None
+        self.lock = threading.Lock()
+
+    def rate_of(self, api: ApiConfig) -> AppRate:
+        """The rate an API's requests are paced at."""
+        return self.shared or AppRate(api.items_per_minute)
+
+
 class Lane:
     """One API's batching, pacing and sending, fed by every mapping to that API."""
 
-    def __init__(self, config: HeapConfig, api: ApiConfig, numbers: BatchNumbers, stop: threading.Event) -> None:
+    def __init__(
+        self, config: HeapConfig, api: ApiConfig, numbers: BatchNumbers, stop: threading.Event, app: AppPacing
+    ) -> None:
         body = RequestBody(config.app_id, api.items_field)
         self.url = config.endpoint_url(api)
         self.builder = BatchBuilder(body, config.max_request_bytes, merge=api.last_write_wins, numbers=numbers)
-        self.pacer = Pacer(config.items_per_minute(api), api.identity_limit)
+        self.pacer = Pacer(app.rate_of(api), api.identity_limit, app.lock)
         if config.dry_run:
             sender: BatchSender | DryRunSender = DryRunSender(self.url, config.dry_run_payloads)
         else:
@@ -75,12 +90,13 @@ class Sync:
         self.dry_run = config.dry_run
         numbers = BatchNumbers()
         stop = threading.Event()
+        app = AppPacing(config.max_events_per_minute)
         self.lanes: dict[str, Lane] = {}
         self.routes: dict[StreamKey, list[tuple[RecordMapper, Lane]]] = {}
         for route in routes:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
-                lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop)
+                lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app)
             mapper = mapper_for(route.api, route.idempotency_key())
             self.routes.setdefault(route.key, []).append((mapper, lane))
             logger.info("Loading stream '%s' into %s", route.label, lane.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from integration_tests.heap_sandbox import Faults, HeapSandbox
 from integration_tests.support import catalog, config_for, platform_state, run_connector
 
 USERS_TO_PROPERTIES = {
@@ -174,3 +175,16 @@ def test_check_validates_every_mapping_and_probes_each_api(sandbox):
     run = run_connector("check", config_for(sandbox, mappings=MAPPINGS))
     assert run.of_type("CONNECTION_STATUS")[0]["connectionStatus"] == {"status": "SUCCEEDED"}
     assert sandbox.state.snapshot()["requests"] == 2, "one empty request to each API the mappings use"
+
+
+def test_a_configured_ceiling_holds_for_the_whole_app_across_mappings():
+    """max_events_per_minute is the app id's: the sandbox counts 60,000 a minute over 5-second windows
+    across every endpoint, and two mappings of one stream each paced at the full figure would pass it."""
+    messages, _ = two_streams(users=4_000, orders=0, state_every=1_000)
+    with HeapSandbox(Faults(rate_limit=5_000, rate_window=5.0)) as limited:
+        config = config_for(limited, mappings=MAPPINGS[:2], max_events_per_minute=60_000)
+        run = run_connector("write", config, messages, catalog_json=catalog("users"))
+        snapshot = limited.state.snapshot()
+    assert run.returncode == 0, run.stderr
+    assert snapshot["accepted_count"] == 8_000
+    assert snapshot["statuses"].get(429, 0) == 0

@@ -18,7 +18,7 @@ from destination_heap_analytics.batching import Batch, RequestBody
 from destination_heap_analytics.client import VOCABULARY, HeapClient, Verdict, heap_words, retry_after_seconds
 from destination_heap_analytics.delivery import BatchSender, RetryPolicy, SplitPolicy
 from destination_heap_analytics.mapping import HeapItem
-from destination_heap_analytics.pacing import TRACK_PER_IDENTITY, Pacer
+from destination_heap_analytics.pacing import TRACK_PER_IDENTITY, AppRate, Pacer
 
 URL = "https://heap.test/api/track"
 BODY = RequestBody("11", "events")
@@ -30,7 +30,7 @@ def batch(*identities):
 
 
 def sender(retry_seconds=30.0, fail_fast=False, pacer=None, clock=time.monotonic):
-    pacer = pacer or Pacer(None, TRACK_PER_IDENTITY)
+    pacer = pacer or Pacer(AppRate(None), TRACK_PER_IDENTITY)
     return BatchSender(
         HeapClient(URL),
         pacer,
@@ -223,7 +223,7 @@ def test_pacing_waits_count_against_the_retry_budget(requests_mock):
             clock[0] += timeout
             return False
 
-    pacer = Pacer(600, TRACK_PER_IDENTITY, clock=lambda: clock[0])
+    pacer = Pacer(AppRate(600), TRACK_PER_IDENTITY, clock=lambda: clock[0])
     throttled = sender(retry_seconds=15, pacer=pacer, clock=lambda: clock[0])
     throttled.stop = Stop()
     with pytest.raises(AirbyteTracedException, match="15s retry budget"):

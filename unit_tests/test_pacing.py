@@ -4,6 +4,7 @@ The simulations run the pacer in fake time against the sandbox's own rate-limit 
 sandbox's code, not the connector's), one sender, answers without latency.
 """
 
+import itertools
 import math
 import random
 import threading
@@ -18,6 +19,7 @@ from destination_heap_analytics.pacing import (
     PROPERTIES_PER_IDENTITY,
     RECEIPT_MARGIN,
     TRACK_PER_IDENTITY,
+    AppRate,
     IdentityCounts,
     IdentityLimit,
     Pacer,
@@ -52,7 +54,7 @@ def simulate(configured, window, seconds, sizes=lambda: 1000):
     with `window`; returns (items accepted after the first window per second, share throttled)."""
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(configured, NO_IDENTITY_LIMIT, clock=clock)
+    pacer = Pacer(AppRate(configured), NO_IDENTITY_LIMIT, clock=clock)
     start = clock.now
     window.origin = start + 0.37
     accepted_late = requests = throttled = 0
@@ -107,7 +109,7 @@ def test_when_heap_allows_half_the_configured_limit_the_pacer_finds_it(seconds, 
 def test_without_a_ceiling_nothing_waits_until_heap_throttles():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(None, PROPERTIES_PER_IDENTITY, clock=clock)
+    pacer = Pacer(AppRate(None), PROPERTIES_PER_IDENTITY, clock=clock)
     for n in range(1000):
         pacer.reserve([f"user{n}-{i}" for i in range(1000)], stop)
     assert clock.now == 1000.0
@@ -116,7 +118,7 @@ def test_without_a_ceiling_nothing_waits_until_heap_throttles():
 def test_throttling_pauses_for_retry_after_and_cuts_the_rate_once_per_news():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(60_000, NO_IDENTITY_LIMIT, clock=clock)
+    pacer = Pacer(AppRate(60_000), NO_IDENTITY_LIMIT, clock=clock)
     sent = [pacer.reserve(["k"] * 1000, stop) for _ in range(3)]
     rate = pacer.app.rate
     pacer.throttled(sent[2], 5.0)
@@ -132,7 +134,7 @@ def test_throttling_pauses_for_retry_after_and_cuts_the_rate_once_per_news():
 def test_after_a_cut_the_rate_probes_back_up_to_the_ceiling():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(60_000, NO_IDENTITY_LIMIT, clock=clock)
+    pacer = Pacer(AppRate(60_000), NO_IDENTITY_LIMIT, clock=clock)
     pacer.throttled(pacer.reserve(["k"] * 1000, stop), None)
     assert pacer.app.rate < pacer.app.ceiling
     probes = 0
@@ -147,7 +149,7 @@ def test_after_a_cut_the_rate_probes_back_up_to_the_ceiling():
 def test_a_reservation_that_cannot_go_before_the_deadline_gives_up_at_once():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(600, NO_IDENTITY_LIMIT, clock=clock)
+    pacer = Pacer(AppRate(600), NO_IDENTITY_LIMIT, clock=clock)
     pacer.reserve(["k"] * 100, stop)
     assert pacer.reserve(["k"] * 100, stop, deadline=clock.now + 1.0) is None
     assert clock.now == 1000.0
@@ -157,7 +159,7 @@ def test_a_reservation_that_cannot_go_before_the_deadline_gives_up_at_once():
 def test_per_identity_limit_for_property_apis_counts_requests():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(None, PROPERTIES_PER_IDENTITY, clock=clock)
+    pacer = Pacer(AppRate(None), PROPERTIES_PER_IDENTITY, clock=clock)
     for _ in range(30):
         pacer.reserve(["same-user"], stop)
     assert clock.now == 1000.0
@@ -171,7 +173,7 @@ def test_per_identity_limit_for_property_apis_counts_requests():
 def test_per_identity_limit_for_track_counts_events():
     clock = FakeClock()
     stop = AdvancingStop(clock)
-    pacer = Pacer(None, TRACK_PER_IDENTITY, clock=clock)
+    pacer = Pacer(AppRate(None), TRACK_PER_IDENTITY, clock=clock)
     pacer.reserve(["hot"] * 600 + ["cold"] * 10, stop)
     pacer.reserve(["hot"] * 400, stop)
     assert clock.now == 1000.0
@@ -207,7 +209,7 @@ def test_identity_counts_take_fixed_memory_and_never_hold_back_a_fresh_identity(
 
 
 def test_waiting_counts_senders_held_by_the_pacer():
-    pacer = Pacer(1000, NO_IDENTITY_LIMIT)
+    pacer = Pacer(AppRate(1000), NO_IDENTITY_LIMIT)
     pacer.reserve(["a"] * 1000, threading.Event())
     stop = threading.Event()
     held = threading.Thread(target=pacer.reserve, args=(["b"], stop))
@@ -219,3 +221,17 @@ def test_waiting_counts_senders_held_by_the_pacer():
     stop.set()
     held.join(5)
     assert pacer.waiting == 0
+
+
+def test_pacers_sharing_an_app_rate_share_its_ceiling():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    shared, lock = AppRate(60_000), threading.Lock()
+    events = Pacer(shared, TRACK_PER_IDENTITY, lock, clock=clock)
+    users = Pacer(shared, PROPERTIES_PER_IDENTITY, lock, clock=clock)
+    sent = []
+    for n in range(10):
+        pacer = events if n % 2 else users
+        sent.append(pacer.reserve([f"k{n}-{i}" for i in range(1000)], stop))
+    spacing = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert min(spacing) == pytest.approx(1000 / (1000 * AIM)), "one pace for both APIs, not one each"
