@@ -120,22 +120,29 @@ class IdentityCounts:
         self.current = self._empty()
         self.previous = self._empty()
 
-    def wait_for(self, counts: dict[str, int], limit: int, now: float) -> float:
+    @staticmethod
+    def cells(counts: dict[str, int]) -> list[tuple[int, int, int]]:
+        """Each identity's counter in each row of a sketch (from two parts of its hash), with its count."""
+        row = SKETCH_ROW
+        return [
+            (code % row, row + (code // row) % row, count)
+            for code, count in zip(map(hash, counts), counts.values(), strict=True)
+        ]
+
+    def wait_for(self, cells: list[tuple[int, int, int]], limit: int, now: float) -> float:
         """Seconds until every identity's count fits under `limit` (0 when they fit now)."""
         self._rotate(now)
         current, previous = self.current, self.previous
-        for key, count in counts.items():
-            low, high = _cells(key)
+        for low, high, count in cells:
             held = min(current[low] + previous[low], current[high] + previous[high])
             if held and held + count > limit:
                 return self.started + self.seconds - now
         return 0.0
 
-    def add(self, counts: dict[str, int]) -> None:
-        """Counts a request's items under their identities."""
+    def add(self, cells: list[tuple[int, int, int]]) -> None:
+        """Counts a request's items under their identities' counters."""
         current = self.current
-        for key, count in counts.items():
-            low, high = _cells(key)
+        for low, high, count in cells:
             current[low] += count
             current[high] += count
 
@@ -149,12 +156,6 @@ class IdentityCounts:
     @staticmethod
     def _empty() -> array[int]:
         return array("I", bytes(4 * 2 * SKETCH_ROW))
-
-
-def _cells(key: str) -> tuple[int, int]:
-    """An identity's counter in each row of a sketch, from two parts of its hash."""
-    code = hash(key)
-    return code % SKETCH_ROW, SKETCH_ROW + (code // SKETCH_ROW) % SKETCH_ROW
 
 
 class Pacer:
@@ -186,14 +187,15 @@ class Pacer:
         units = sum(counts.values())
         if self.identity_limit.counts_requests:
             counts = dict.fromkeys(counts, 1)
+        cells = self.identities.cells(counts)
         waiting = 0
         try:
             while True:
                 with self.lock:
                     now = self.clock()
-                    wait = max(self.app.wait(now), self.identities.wait_for(counts, self.identity_limit.limit, now))
+                    wait = max(self.app.wait(now), self.identities.wait_for(cells, self.identity_limit.limit, now))
                     if wait <= 0:
-                        self.identities.add(counts)
+                        self.identities.add(cells)
                         self.app.take(units, now)
                         return now
                     if now + wait > deadline:

@@ -183,29 +183,29 @@ def test_per_identity_limit_for_track_counts_events():
 
 def test_identity_counts_bound_every_recent_window_and_forget_old_ones():
     counts = IdentityCounts(60.0)
-    assert counts.wait_for({"a": 600}, 1000, 0.0) == 0.0
-    counts.add({"a": 600})
-    assert counts.wait_for({"a": 400, "b": 900}, 1000, 30.0) == 0.0
-    counts.add({"a": 400})
-    wait = counts.wait_for({"a": 1}, 1000, 50.0)
+    assert counts.wait_for(counts.cells({"a": 600}), 1000, 0.0) == 0.0
+    counts.add(counts.cells({"a": 600}))
+    assert counts.wait_for(counts.cells({"a": 400, "b": 900}), 1000, 30.0) == 0.0
+    counts.add(counts.cells({"a": 400}))
+    wait = counts.wait_for(counts.cells({"a": 1}), 1000, 50.0)
     assert wait == 60.0 + RECEIPT_MARGIN - 50.0
-    assert counts.wait_for({"a": 1}, 1000, 50.0 + wait) > 0, "the previous bucket still counts"
-    assert counts.wait_for({"a": 1}, 1000, 2 * (60.0 + RECEIPT_MARGIN) + 1) == 0.0
+    assert counts.wait_for(counts.cells({"a": 1}), 1000, 50.0 + wait) > 0, "the previous bucket still counts"
+    assert counts.wait_for(counts.cells({"a": 1}), 1000, 2 * (60.0 + RECEIPT_MARGIN) + 1) == 0.0
 
 
 def test_identity_counts_take_fixed_memory_and_never_hold_back_a_fresh_identity():
     counts = IdentityCounts(30.0)
-    counts.wait_for({}, 30, 0.0)
+    counts.wait_for(counts.cells({}), 30, 0.0)
     tracemalloc.start()
     for chunk in range(500):
-        counts.add({f"user{chunk}-{n}": 1 for n in range(1000)})
+        counts.add(counts.cells({f"user{chunk}-{n}": 1 for n in range(1000)}))
     grown, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert grown < 1_000_000, "500,000 identities add nothing to the sketch's memory"
     fresh = {f"fresh{n}": 1 for n in range(20_000)}
-    assert counts.wait_for(fresh, 30, 1.0) == 0.0
-    counts.add({"hot": 30})
-    assert counts.wait_for({"hot": 1}, 30, 1.0) > 0
+    assert counts.wait_for(counts.cells(fresh), 30, 1.0) == 0.0
+    counts.add(counts.cells({"hot": 30}))
+    assert counts.wait_for(counts.cells({"hot": 1}), 30, 1.0) > 0
 
 
 def test_waiting_counts_senders_held_by_the_pacer():
