@@ -120,7 +120,8 @@ class _Api(BaseModel):
     @classmethod
     def _not_blank(cls, value: Any, info: Any) -> Any:
         if isinstance(value, str) and not value.strip():
-            raise ValueError(f"{info.field_name} is empty: name a source column")
+            hint = "name a source column" if "_column" in info.field_name else "give it a value or leave it out"
+            raise ValueError(f"{info.field_name} is empty: {hint}")
         return value
 
     @field_validator("property_columns")
@@ -177,7 +178,7 @@ class TrackApi(_Api):
         return value
 
     @model_validator(mode="after")
-    def _identity_or_user_id(self) -> TrackApi:
+    def _one_event_source_and_one_key(self) -> TrackApi:
         if (self.event_column is None) == (self.event_name is None):
             raise ValueError(
                 "set exactly one of event_column (a column holding each event's name) and event_name "

@@ -90,6 +90,7 @@ def test_mappings_load_streams_by_name():
         ({"api": {"api_type": "webhook"}}, "api"),
         ({"max_events_per_minute": 0}, "max_events_per_minute"),
         ({"api": {**TRACK, "event_name": "Signed Up"}}, "set exactly one of event_column"),
+        ({"api": {**TRACK, "event_column": None, "event_name": " "}}, "event_name is empty: give it a value"),
         ({"api": {"api_type": "track", "identity_column": "e"}}, "set exactly one of event_column"),
         ({"api": {**TRACK, "event_column": None, "event_name": "x" * 1025}}, "1024-character event names"),
         ({"api": {**TRACK, "property_columns": "plan, -ssn"}}, "'-ssn' leaves a column out of '*'"),
