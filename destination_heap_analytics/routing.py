@@ -28,8 +28,7 @@ class Route:
     @property
     def label(self) -> str:
         """The stream as people read it: `namespace.name`, or the name."""
-        name, namespace = self.key
-        return f"{namespace}.{name}" if namespace else name
+        return label(self.stream)
 
     def idempotency_key(self) -> IdempotencyKey:
         """How this route's events get idempotency keys: from the stream, its key columns, and the event
@@ -52,12 +51,17 @@ def routes(config: HeapConfig, catalog: ConfiguredAirbyteCatalog) -> list[Route]
     mapped = {route.key for route in found}
     for stream in catalog.streams:
         if (stream.stream.name, stream.stream.namespace) not in mapped:
-            label = Route(stream, config.mappings[0].api).label
             raise config_error(
-                f"Stream '{label}' is in the connection but no mapping loads it: add a mapping with "
+                f"Stream '{label(stream)}' is in the connection but no mapping loads it: add a mapping with "
                 f'"stream": "{stream.stream.name}", or leave the stream out of the connection.'
             )
     return _scoped(found)
+
+
+def label(stream: ConfiguredAirbyteStream) -> str:
+    """A catalog stream as people read it: `namespace.name`, or the name."""
+    name, namespace = stream.stream.name, stream.stream.namespace
+    return f"{namespace}.{name}" if namespace else name
 
 
 def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
@@ -74,7 +78,7 @@ def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
 def _stream_of(mapping: StreamMapping, catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
     matches = [s for s in catalog.streams if mapping.matches(s.stream.name, s.stream.namespace)]
     if not matches:
-        names = ", ".join(sorted(f"'{Route(s, mapping.api).label}'" for s in catalog.streams)) or "none"
+        names = ", ".join(sorted(f"'{label(s)}'" for s in catalog.streams)) or "none"
         raise config_error(
             f"The mapping for stream '{mapping.label}' names a stream the connection does not have "
             f"(it has {names}); check the stream name and namespace."

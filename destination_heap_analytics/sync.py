@@ -98,9 +98,10 @@ class Sync:
             if lane is None:
                 lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app)
             mapper = mapper_for(route.api, route.idempotency_key())
+            first = route.key not in self.routes
             self.routes.setdefault(route.key, []).append((mapper, lane))
             logger.info("Loading stream '%s' into %s", route.label, lane.url)
-            if route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
+            if first and route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
                 logger.info(
                     "Heap is append-only: stream '%s' in overwrite mode loads like append, and nothing already "
                     "in Heap is removed.",
