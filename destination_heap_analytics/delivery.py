@@ -228,7 +228,7 @@ class BatchSender:
         return AirbyteTracedException(
             message=(
                 f"Heap did not accept a request to {self.client.url} within the {retry.budget_seconds:g}s retry "
-                f"budget ({retry.attempts + 1} attempts); last answer: {last}. The sync can be resumed from its "
+                f"budget ({retry.attempts} attempts); last answer: {last}. The sync can be resumed from its "
                 "last state."
             ),
             failure_type=FailureType.transient_error,

@@ -88,7 +88,7 @@ class Sync:
         self.checkpoints = CheckpointTracker()
         self.stats = SyncStats()
         self.dry_run = config.dry_run
-        numbers = BatchNumbers()
+        self.numbers = numbers = BatchNumbers()
         stop = threading.Event()
         app = AppPacing(config.max_events_per_minute)
         self.lanes: dict[str, Lane] = {}
@@ -107,7 +107,6 @@ class Sync:
                     "in Heap is removed.",
                     route.label,
                 )
-        self.numbers = numbers
         waiting = [lane.pacer for lane in self.lanes.values()]
         self.progress = ProgressLog(
             self.stats, config.progress_interval_seconds, lambda: sum(pacer.waiting for pacer in waiting)
