@@ -3,6 +3,7 @@ before any request, with a config error naming whatever does not match."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream
@@ -92,20 +93,18 @@ def _stream_of(mapping: StreamMapping, catalog: ConfiguredAirbyteCatalog) -> Con
 
 
 def _scoped(found: list[Route]) -> list[Route]:
-    """The routes, each track route of a stream with an event scope when the stream has more than one.
+    """The routes with the event scope their idempotency keys are made in.
 
     A fixed event name scopes its keys by that name. A route reading event names from a column is
     scoped by the column only when another such route shares its stream, so the keys of a lone one
     stay those of earlier versions. Two routes that would share keys are a config error.
     """
-    scoped = []
-    seen: dict[tuple[StreamKey, tuple[str, ...]], Route] = {}
+    by_column = Counter(route.key for route in found if route.api.event_scope[:1] == ("event_column",))
+    scoped, seen = [], set()
     for route in found:
         scope = route.api.event_scope
-        if scope and scope[0] == "event_column":
-            columns = [r for r in found if r.key == route.key and r.api.event_scope[:1] == ("event_column",)]
-            scope = scope if len(columns) > 1 else ()
-        scoped_route = Route(route.stream, route.api, scope)
+        if scope[:1] == ("event_column",) and by_column[route.key] == 1:
+            scope = ()
         if route.api.event_scope:
             if (route.key, scope) in seen:
                 raise config_error(
@@ -113,6 +112,6 @@ def _scoped(found: list[Route]) -> list[Route]:
                     f"({' '.join(scope) or 'event_column'}): their events would share idempotency keys and "
                     "Heap would keep one; remove one, or send another event name."
                 )
-            seen[(route.key, scope)] = scoped_route
-        scoped.append(scoped_route)
+            seen.add((route.key, scope))
+        scoped.append(Route(route.stream, route.api, scope))
     return scoped
