@@ -14,6 +14,10 @@ Modes, all on the same generated data (seed-like user events with nested fields,
   properties add_user_properties with distinct users and the default config (no per-app ceiling),
             the sandbox counting Heap's 30 requests per 30 s per identity; small and large input
   throttled every request throttled, max_retry_seconds 15: how long until the sync fails
+  early-429 the first request throttled (Retry-After 1) under a known limit: the share of the limit
+            accepted in the third minute, once the one throttle should be forgotten
+  quiet     three records and a STATE, then a source that stays open and silent: seconds until the
+            STATE comes back
   rss       peak RSS of the connector for the small input and for the cpu mode's
   breakdown CPU of the connector's in-process steps per record, and of one POST with its client
 """
@@ -284,6 +288,51 @@ def pacing(path: Path, case: tuple[str, float, bool, int, int, int]) -> dict[str
     return run
 
 
+EARLY_429_LIMIT = 60_000
+"""Items a minute the sandbox enforces (counted over 60 s sliding windows) and the connector is told."""
+
+
+def early_429(path: Path, records: int) -> dict[str, Any]:
+    """One 429 on the first request: how much of the limit is used in the third minute."""
+    faults = Faults(throttle_first=1, retry_after=1.0, rate_limit=EARLY_429_LIMIT, rate_window=60.0, keep_items=False)
+    run = connector(path, records, faults, max_events_per_minute=EARLY_429_LIMIT)
+    accepted = run.pop("accepted_requests")
+    third_minute = [items for at, items in accepted if 120.0 <= at < 180.0]
+    run["third_minute_share"] = sum(third_minute) / EARLY_429_LIMIT
+    return run
+
+
+def quiet_source(records: int = 3, silence: float = 30.0) -> dict[str, Any]:
+    """Seconds from a quiet source's STATE to its coming back, with no input after it."""
+    with sandbox_process(Faults()) as url, tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp) / "quiet.jsonl", records)
+        state = {"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"seq": 2}}}
+        lines = [
+            *(Path(tmp) / "quiet.jsonl").read_bytes().splitlines(True),
+            orjson.dumps({"type": "STATE", "state": state}) + b"\n",
+        ]
+        config = {"app_id": "11", "base_url": url, "api": API}
+        (Path(tmp) / "config.json").write_text(json.dumps(config))
+        (Path(tmp) / "catalog.json").write_text(json.dumps(CATALOG))
+        args = [sys.executable, str(ROOT / "main.py"), "write"]
+        args += ["--config", f"{tmp}/config.json", "--catalog", f"{tmp}/catalog.json"]
+        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        process.stdin.write(b"".join(lines))
+        process.stdin.flush()
+        sent = time.perf_counter()
+        back = None
+        deadline = sent + silence
+        while back is None and time.perf_counter() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if orjson.loads(line)["type"] == "STATE":
+                back = time.perf_counter() - sent
+        process.stdin.close()
+        process.wait(60)
+    return {"records": records, "state_back_after_seconds": back, "silence_seconds": silence}
+
+
 def per_row(path: Path, records: int, latency: float) -> dict[str, Any]:
     """One request per record on a fresh connection, as the original connector sent them."""
     with sandbox_process(Faults(latency=latency, keep_items=False)) as url, path.open("rb") as lines:
@@ -385,7 +434,19 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000, help="the smaller input of the rss comparison")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--only",
+        choices=["early-429", "quiet"],
+        action="append",
+        help="run only these modes, keeping the rest of --out",
+    )
     args = parser.parse_args()
+    if args.only:
+        results = json.loads(Path(args.out).read_text())
+        run_adaptive(results, args.only)
+        report(results)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -434,8 +495,22 @@ def main() -> None:
             max_events_per_minute=None,
             max_retry_seconds=15,
         )
+    run_adaptive(results, ["early-429", "quiet"])
     report(results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def run_adaptive(results: dict[str, Any], modes: list[str]) -> None:
+    """The modes of how the connector adapts over time: an early throttle, and a source gone quiet."""
+    if "early-429" in modes:
+        print("early-429: the first request throttled, 60,000 a minute enforced and configured", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "early.jsonl"
+            generate(path, 200_000)
+            results["early_429"] = early_429(path, 200_000)
+    if "quiet" in modes:
+        print("quiet: three records and a STATE, then silence", flush=True)
+        results["quiet"] = quiet_source()
 
 
 def report(results: dict[str, Any]) -> None:
@@ -493,6 +568,7 @@ def report(results: dict[str, Any]) -> None:
             f"{throttled['states']} STATE, {throttled['accepted_count']} accepted",
             "fails within 30 s, no STATE",
         ),
+        *adaptive_rows(results),
         (
             f"rss: peak, distinct users, {properties['records']:,} / {large['records']:,} records",
             f"{properties['peak_rss_mb']:.0f} MB / {large['peak_rss_mb']:.0f} MB "
@@ -510,6 +586,25 @@ def report(results: dict[str, Any]) -> None:
     print("|---|---|---|")
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+
+def adaptive_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The early-429 and quiet-source rows, when those modes ran."""
+    rows = []
+    if "early_429" in results:
+        early = results["early_429"]
+        rows.append(
+            (
+                "early 429: share of the limit accepted in the third minute, requests throttled",
+                f"{early['third_minute_share']:.1%}, {early['throttled_share']:.2%}",
+                ">= 90% within 2 minutes",
+            )
+        )
+    if "quiet" in results:
+        back = results["quiet"]["state_back_after_seconds"]
+        shown = f"{back:.1f} s" if back is not None else f"not within {results['quiet']['silence_seconds']:.0f} s"
+        rows.append(("quiet source: 3 records and a STATE, then silence: STATE back after", shown, "<= 10 s"))
+    return rows
 
 
 def pacing_rows(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from .mapping import HeapItem
+from .pacing import MAX_ITEMS
 
-MAX_ITEMS = 1000
 RECORDS = attrgetter("records")
 KEY = attrgetter("key")
 
@@ -83,7 +83,8 @@ class BatchBuilder:
     """Fills one batch at a time; for property APIs, merges updates to the same key (later values win).
 
     A batch takes its number when its first item enters, so every number handed out belongs to a
-    batch that holds records and will be sent.
+    batch that holds records and will be sent. No merge crosses a STATE (`barrier`): an update read
+    after one never joins an item read before it, so each STATE's records stay apart.
     """
 
     def __init__(
@@ -103,17 +104,25 @@ class BatchBuilder:
         self.batch = Batch(0)
         self.opened = 0.0
         self.index: dict[str, int] = {}
+        self.mergeable_from = 0
+
+    def barrier(self) -> None:
+        """A STATE came: later updates are not merged into the items already in the open batch."""
+        self.mergeable_from = len(self.batch.items)
 
     def add(self, item: HeapItem) -> Batch | None:
         """Adds an item; returns the previous batch when the item did not fit in it.
 
-        An update to a key already in the open batch is merged into it, unless the merged update
-        would take the batch over the byte cap: then the batch is sealed and the update opens the
-        next one (the pipeline sends two batches sharing a key one after the other).
+        An update to a key already in the open batch is merged into it, unless it came before the
+        last STATE or the merged update would take the batch over the byte cap: then the batch is
+        sealed and the update opens the next one (the pipeline sends two batches sharing a key one
+        after the other).
         """
         held = self.merge and item.key in self.index
-        if held and self._merge(self.index[item.key], item):
-            return None
+        if held:
+            at = self.index[item.key]
+            if at >= self.mergeable_from and self._merge(at, item):
+                return None
         encoded = orjson.dumps(item.body)
         if len(encoded) + 1 > self.max_bytes:
             raise ItemTooLarge(item, len(encoded))
@@ -138,6 +147,7 @@ class BatchBuilder:
         full = self.batch
         self.batch = Batch(0)
         self.index = {}
+        self.mergeable_from = 0
         return full
 
     def older_than(self, seconds: float) -> bool:
@@ -155,6 +165,9 @@ class BatchBuilder:
         if size > self.max_bytes:
             return False
         batch.size = size
-        batch.items[at] = HeapItem(merged.key, body, item.position, merged.records + 1, merged.notes + item.notes)
+        updates = (*(merged.merged or (merged,)), item)
+        batch.items[at] = HeapItem(
+            merged.key, body, item.position, merged.records + 1, merged.notes + item.notes, None, updates
+        )
         batch.encoded[at] = encoded
         return True

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -26,10 +28,11 @@ ANSWER_BYTES = 16_384
 WATCHDOG_TICK = 0.1
 USER_AGENT = "airbyte-destination-heap-analytics"
 APP_ID = re.compile(r"\b(app[\s_-]?id|environment[\s_-]?id)\b", re.IGNORECASE)
-WORD = re.compile(r"[a-z0-9_]+")
+WORD = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*")
 MAX_WORDS = 12
+ELIDED = "…"
 VOCABULARY = frozenset(
-    """a an the and or of to in for at by with is are be must not no can cannot should only per than too very
+    """a an the and or of to in for at by with is are be must not no non can cannot should only per than too very
     invalid valid missing required unknown unexpected expected malformed bad wrong empty null undefined allowed
     refused rejected denied forbidden unauthorized unauthorised found error failed failure limit exceeded
     exceeds maximum minimum max min most least long large many length size characters character bytes items
@@ -50,6 +53,7 @@ class Verdict(enum.Enum):
     TOO_LARGE = "too large"
     THROTTLED = "throttled"
     TRANSIENT = "transient"
+    TLS_FAILED = "tls failed"
     BAD_APP_ID = "bad app id"
     REDIRECTED = "redirected"
     FATAL = "fatal"
@@ -82,17 +86,22 @@ class Answer:
     def describe(self) -> str:
         """The status and what Heap's answer says, in words that cannot carry record data."""
         head = f"HTTP {self.status}" if self.status is not None else "no answer"
-        return f"{head}: {self.detail}" if self.detail else head
+        return f'{head} ("{self.detail}")' if self.detail else head
 
 
 def heap_words(text: str) -> str:
-    """The words of an answer that belong to the vocabulary of error messages, once each, in order."""
-    words: dict[str, None] = {}
+    """What an answer says in the vocabulary of error messages, in its order: each run of other words (which
+    may quote the request) shows as one `…`, and at most MAX_WORDS words are kept."""
+    words: list[str] = []
+    kept = 0
     for word in WORD.findall(text.lower()):
-        if word in VOCABULARY:
-            words[word] = None
-            if len(words) == MAX_WORDS:
+        if all(part in VOCABULARY for part in word.split("-")):
+            words.append(word)
+            kept += 1
+            if kept == MAX_WORDS:
                 break
+        elif not words or words[-1] != ELIDED:
+            words.append(ELIDED)
     return " ".join(words)
 
 
@@ -226,6 +235,9 @@ class HeapClient:
                 return Answer(Verdict.TRANSIENT, detail=f"no complete answer within {self.deadline:g}s")
             if isinstance(error, requests.Timeout):
                 return Answer(Verdict.TRANSIENT, detail=f"timed out ({type(error).__name__})")
+            handshake = _tls_error(error)
+            if handshake is not None:
+                return Answer(Verdict.TLS_FAILED, detail=f"TLS handshake failed: {handshake}")
             return Answer(Verdict.TRANSIENT, detail=f"connection failed ({_root_cause(error)})")
         finally:
             CONNECTIONS.disarm()
@@ -259,6 +271,13 @@ def classify(status: int, headers: requests.structures.CaseInsensitiveDict, body
     return Answer(Verdict.FATAL, status, detail, text=text)
 
 
+def origin_of(url: str) -> str:
+    """A URL's scheme, host and port: what a message may name of where requests go."""
+    parts = parse_url(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.host}{port}"
+
+
 def safe_location(location: str | None) -> str:
     """Where a redirect points, as scheme, host and port only: no credentials, path or query."""
     if not location:
@@ -278,9 +297,11 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -288,6 +309,19 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _tls_error(error: BaseException) -> str | None:
+    """What a failed TLS handshake said (OpenSSL's reason code), or None when the error is not one."""
+    for _ in range(10):
+        if isinstance(error, ssl.SSLError):
+            reason = getattr(error, "verify_message", None) or error.reason or type(error).__name__
+            return str(reason)[:80]
+        inner = error.__cause__ or error.__context__
+        if inner is None:
+            return None
+        error = inner
+    return None
 
 
 def _root_cause(error: BaseException) -> str:

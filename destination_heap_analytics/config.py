@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -74,8 +75,11 @@ class PropertySelection:
                         f"'{name[:40]}...' is longer than Heap's {MAX_PROPERTY_NAME}-character property names"
                     )
                 named.append(PropertyColumn(source, name))
-        if excluded and not rest:
-            raise ValueError(f"'-{excluded[0]}' leaves a column out of '*', but property_columns has no '*'")
+        for column in excluded:
+            if not rest and not any(column.startswith(f"{named.source}{sep}") for named in named for sep in "._"):
+                raise ValueError(
+                    f"'-{column[:40]}' leaves out nothing: property_columns has no '*' and no named column holding it"
+                )
         names = [column.name for column in named]
         for name in names:
             if names.count(name) > 1:
@@ -105,11 +109,16 @@ COLUMN_FIELDS = (
 
 
 class _Api(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     property_columns: str = "*"
 
     refused_property_names: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def own_field_columns(self) -> frozenset[str]:
+        """The columns that fill Heap's own fields besides the key (left out of `*`): none here."""
+        return frozenset()
 
     @property
     def event_scope(self) -> tuple[str, ...]:
@@ -201,6 +210,13 @@ class TrackApi(_Api):
         """The fixed event name, or the column event names are read from."""
         return ("event", self.event_name) if self.event_name else ("event_column", self.event_column or "")
 
+    @property
+    def own_field_columns(self) -> frozenset[str]:
+        """The columns that fill the event's name, time and idempotency key: already sent as the event's own
+        fields, so left out of `*`."""
+        columns = (self.event_column, self.timestamp_column, self.idempotency_key_column)
+        return frozenset(column for column in columns if column)
+
 
 class UserPropertiesApi(_Api):
     api_type: Literal["add_user_properties"]
@@ -235,7 +251,7 @@ ApiConfig = Annotated[TrackApi | UserPropertiesApi | AccountPropertiesApi, Field
 class StreamMapping(BaseModel):
     """One stream (by name, and namespace when given) loaded into one API."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     stream: str
     namespace: str | None = None
@@ -261,7 +277,7 @@ class StreamMapping(BaseModel):
 class HeapConfig(BaseModel):
     """Everything the user configures, validated."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     app_id: str
     api: ApiConfig | None = None
@@ -286,15 +302,24 @@ class HeapConfig(BaseModel):
             raise ValueError("app_id is empty: copy the environment id from Account > Manage > Projects")
         return value.strip() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _api_or_mappings(self) -> HeapConfig:
-        if self.api is not None and self.mappings:
-            raise ValueError(
-                "set either api (loads the catalog's single stream) or mappings (streams by name), not both"
-            )
-        if self.api is None and not self.mappings:
-            raise ValueError("set api (loads the catalog's single stream) or mappings with at least one entry")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _api_or_mappings(cls, raw: Any) -> Any:
+        """The rule between `api` and `mappings` comes first: a half-filled api form next to mappings is
+        reported as the combination it is, not as the form's missing field."""
+        if isinstance(raw, Mapping):
+            api, mappings = raw.get("api"), raw.get("mappings")
+            if api in UNSET_API:
+                raw = {key: value for key, value in raw.items() if key != "api"}
+                api = None
+            if api is not None and mappings not in (None, []):
+                raise ValueError(
+                    "set either api (loads the catalog's single stream) or mappings (streams by name), not both: "
+                    "remove api from the config (in the Airbyte UI, clear the API form) to use mappings"
+                )
+            if api is None and mappings in (None, []):
+                raise ValueError("set api (loads the catalog's single stream) or mappings with at least one entry")
+        return raw
 
     @field_validator("base_url")
     @classmethod
@@ -330,7 +355,7 @@ class HeapConfig(BaseModel):
         try:
             return cls.model_validate(dict(raw))
         except ValidationError as error:
-            problems = "; ".join(_describe(e) for e in error.errors())
+            problems = "; ".join(dict.fromkeys(_describe(e) for e in error.errors()))
             raise config_error(f"Invalid configuration: {problems}") from None
 
 
@@ -351,6 +376,8 @@ def origin(url: str) -> str:
         raise ValueError("must not hold a query (?...) or a fragment (#...)")
     if parts.path not in (None, "", "/"):
         raise ValueError("must be only scheme, host and port: Heap's API paths are added to it")
+    if parts.scheme is None:
+        raise ValueError(f"has no scheme: write it as https://{url.strip()[:60]}")
     if not parts.host:
         raise ValueError("has no host")
     if parts.port is not None and not 1 <= parts.port <= 65535:
@@ -375,7 +402,41 @@ def _json_kind(value: Any) -> str:
     return "null" if value is None else kinds.get(type(value), "a value of another kind")
 
 
+UNSET_API = ({}, {"api_type": "none"})
+"""What an api form left unset says: nothing, or the form's own 'None: use Mappings' choice."""
+
+API_MODELS: dict[str, type[_Api]] = {
+    "track": TrackApi,
+    "add_user_properties": UserPropertiesApi,
+    "add_account_properties": AccountPropertiesApi,
+}
+
+
 def _describe(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    loc = [part for part in error["loc"] if not str(part).startswith("function-")]
+    if error["type"] == "extra_forbidden":
+        return _unknown_option(loc)
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        where = ".".join(map(str, loc))
+        found = error.get("input", {}).get("api_type") if isinstance(error.get("input"), Mapping) else None
+        said = f"'{str(found)[:40]}' is not an API type" if found is not None else "api_type is missing"
+        return f"{where}: {said}; use one of {', '.join(API_MODELS)}"
+    where = ".".join(map(str, loc))
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _unknown_option(loc: list[Any]) -> str:
+    """An unknown key, with the known key of the same object it is closest to."""
+    model: type[BaseModel] = HeapConfig
+    for part in loc[:-1]:
+        if part in API_MODELS:
+            model = API_MODELS[part]
+        elif part == "mappings":
+            model = StreamMapping
+    known = sorted(model.model_fields)
+    name = str(loc[-1])
+    where = ".".join(map(str, loc[:-1]))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"the options here are: {', '.join(known)}"
+    return f"{where + ': ' if where else ''}unknown option '{name[:60]}'; {hint}"

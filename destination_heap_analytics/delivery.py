@@ -16,8 +16,9 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
-from .client import Answer, HeapClient, Verdict, abort_all
+from .client import Answer, HeapClient, Verdict, abort_all, origin_of
 from .config import config_error
+from .messages import StreamKey
 from .pacing import Pacer
 
 logger = logging.getLogger("airbyte")
@@ -32,10 +33,10 @@ class Stopped(Exception):
 
 @dataclass(frozen=True)
 class Rejection:
-    """An item Heap refused, by its place in the input and Heap's reason."""
+    """A record Heap refused: its stream, its place in the input, and Heap's reason."""
 
+    stream: StreamKey | None
     position: int
-    records: int
     reason: str
 
 
@@ -50,7 +51,6 @@ class BatchResult:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
-    paced_seconds: float = 0.0
 
 
 class SplitPolicy:
@@ -82,7 +82,8 @@ class SplitPolicy:
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a request is retried: for `budget_seconds` of wall time from its first throttled or failed
-    answer, pacing waits included, each time after Heap's Retry-After or else a jittered exponential backoff.
+    answer, pacing waits included, each time after the longer of Heap's Retry-After and a jittered
+    exponential backoff (a Retry-After of 0, or in the past, is no reason to hammer Heap).
 
     Immutable, like urllib3's Retry: `increment` returns the policy for the next attempt.
     """
@@ -99,10 +100,30 @@ class RetryPolicy:
         return replace(self, attempts=self.attempts + 1, deadline=deadline)
 
     def delay(self, retry_after: float | None, jitter: float) -> float:
-        """Seconds before the next attempt: Retry-After when Heap gave one, else full-jitter backoff."""
-        if retry_after is not None:
-            return retry_after
-        return jitter * min(self.backoff_cap, self.backoff_base * 2**self.attempts)
+        """Seconds before the next attempt: the longer of Retry-After, when Heap gave one, and full-jitter backoff."""
+        backoff = jitter * min(self.backoff_cap, self.backoff_base * 2**self.attempts)
+        return max(retry_after or 0.0, backoff)
+
+
+class FailFast:
+    """With on_rejected_record 'fail', shared by every sender: the first to see a refusal isolates the
+    refused record alone, to name it; the others stop sending, since the sync will fail."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner: int | None = None
+
+    def claim(self) -> bool:
+        """Makes this thread the one isolating a refusal; False when another thread already is."""
+        with self.lock:
+            if self.owner is None:
+                self.owner = threading.get_ident()
+            return self.owner == threading.get_ident()
+
+    def stops_others(self) -> bool:
+        """Whether another thread is isolating a refusal, so this one must send nothing more."""
+        owner = self.owner
+        return owner is not None and owner != threading.get_ident()
 
 
 class BatchSender:
@@ -116,7 +137,7 @@ class BatchSender:
         app_id: str,
         retry: RetryPolicy,
         stop: threading.Event,
-        fail_fast: bool = False,
+        fail_fast: FailFast | None = None,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -139,6 +160,8 @@ class BatchSender:
         """
         try:
             return self._send(batch)
+        except Stopped:
+            raise
         except BaseException:
             self.abort()
             raise
@@ -160,16 +183,22 @@ class BatchSender:
                 result.items += len(part.items)
                 result.records += part.records
                 self.splits.observe(len(part.items), 0)
-            elif len(part.items) > 1:
+                continue
+            if self.fail_fast is not None and not self.fail_fast.claim():
+                raise Stopped()
+            if len(part.items) > 1:
                 parts += part.parts(min(self.splits.part_size(len(part)), (len(part) + 1) // 2))[::-1]
-            else:
-                item = part.items[0]
-                self.splits.observe(1, 1)
-                if self.fail_fast:
-                    raise config_error(
-                        f"Heap rejected record {item.position} (on_rejected_record is 'fail'): {answer.describe()}"
-                    )
-                result.rejections.append(Rejection(item.position, item.records, answer.describe()))
+                continue
+            item = part.items[0]
+            if item.merged:
+                parts += [Batch(part.number, [update], [orjson.dumps(update.body)]) for update in item.merged[::-1]]
+                continue
+            self.splits.observe(1, 1)
+            if self.fail_fast is not None:
+                raise config_error(
+                    f"Heap rejected record {item.position} (on_rejected_record is 'fail'): {answer.describe()}"
+                )
+            result.rejections.append(Rejection(item.stream, item.position, answer.describe()))
         return result
 
     def _check_app_id(self, result: BatchResult) -> None:
@@ -189,22 +218,29 @@ class BatchSender:
         retry = self.retry
         answer = None
         while True:
-            before = self.clock()
+            if self.fail_fast is not None and self.fail_fast.stops_others():
+                raise Stopped()
             sent_at = self.pacer.reserve(part.keys, self.stop, retry.deadline)
-            result.paced_seconds += self.clock() - before
             if self.stop.is_set():
                 raise Stopped()
             if sent_at is None:
                 raise self._out_of_budget(retry, answer)
-            answer = self.client.post(payload)
+            previous, answer = answer, self.client.post(payload)
+            if answer.verdict is Verdict.THROTTLED:
+                self.pacer.throttled(sent_at, answer.retry_after)
+            elif answer.verdict is Verdict.TRANSIENT or answer.verdict is Verdict.TLS_FAILED:
+                self.pacer.gave_up()
+            else:
+                self.pacer.passed(len(part.items))
             if self.stop.is_set():
                 raise Stopped()
             result.requests += 1
             if answer.verdict is Verdict.THROTTLED:
                 result.throttled += 1
-                self.pacer.throttled(sent_at, answer.retry_after)
+            elif answer.verdict is Verdict.TLS_FAILED:
+                if previous is not None and previous.verdict is Verdict.TLS_FAILED:
+                    raise tls_failed(self.client.url, answer)
             elif answer.verdict is not Verdict.TRANSIENT:
-                self.pacer.passed(len(part.items))
                 return self._final(answer)
             now = self.clock()
             retry = retry.increment(now)
@@ -252,6 +288,15 @@ def bad_app_id(app_id: str, answer: Answer) -> AirbyteTracedException:
     return config_error(
         f"Heap rejected app_id '{app_id}': check the environment id under Account > Manage > Projects "
         f"({answer.describe()})"
+    )
+
+
+def tls_failed(url: str, answer: Answer) -> AirbyteTracedException:
+    """The config error for a TLS handshake that failed twice the same way: not a passing fault."""
+    return config_error(
+        f"The TLS handshake with {origin_of(url)} failed twice ({answer.detail}): the server there may not "
+        "speak https on that port, or its certificate is not trusted. Check base_url's scheme (https) and port, "
+        "or leave base_url empty to use the region's address."
     )
 
 
@@ -320,6 +365,11 @@ class Pipeline:
     def poll(self) -> list[BatchResult]:
         """The results completed so far, without waiting."""
         return self._collect([future for future in self.in_flight if future.done()])
+
+    def wait_any(self, timeout: float) -> list[BatchResult]:
+        """The results completed within `timeout`, waiting for at least one while any is in flight."""
+        done, _ = wait(self.in_flight, timeout, return_when=FIRST_COMPLETED)
+        return self._collect(done)
 
     def drain(self) -> list[BatchResult]:
         """Waits for every batch in flight."""

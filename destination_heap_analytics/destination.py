@@ -22,30 +22,64 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
     Status,
+    Type,
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
 from .config import ApiConfig, HeapConfig, config_error
-from .delivery import bad_app_id, redirected
-from .messages import Message, dump_json, read_lines, read_messages
+from .delivery import bad_app_id, redirected, tls_failed
+from .messages import LineReader, ObjectReader, line_chunks, ticking
 from .routing import routes
 from .schema_check import check_columns
-from .sync import Sync
+from .sync import TICK_SECONDS, Sync
 
 logger = logging.getLogger("airbyte")
 
 
+CHECKED = (
+    "The app id and the endpoint work. Column names are checked against each stream's schema when a sync "
+    "starts (check has no catalog): to try a mapping on real records before loading anything, run "
+    "write --dry-run."
+)
+
+
 class DestinationHeapAnalytics(Destination):
-    """Loads one Airbyte stream into Heap's track, add_user_properties or add_account_properties API."""
+    """Loads Airbyte streams into Heap's track, add_user_properties and add_account_properties APIs."""
 
     dry_run_requested = False
 
     def parse_args(self, args: list[str]) -> argparse.Namespace:
-        """The CDK's arguments, plus `--dry-run` for `write`: map and batch, send nothing."""
-        self.dry_run_requested = "--dry-run" in args
-        return super().parse_args([arg for arg in args if arg != "--dry-run"])
+        """The CDK's commands and arguments, plus `--dry-run` for `write`: map and batch, send nothing."""
+        parser = argparse.ArgumentParser(prog="destination-heap-analytics")
+        commands = parser.add_subparsers(title="commands", dest="command", required=True)
+        commands.add_parser("spec", help="prints the configuration specification")
+        check = commands.add_parser("check", help="checks the config: the app id, the endpoint, the options")
+        check.add_argument("--config", required=True, help="path to the JSON configuration file")
+        write = commands.add_parser("write", help="loads the records read on standard input into Heap")
+        write.add_argument("--config", required=True, help="path to the JSON configuration file")
+        write.add_argument("--catalog", required=True, help="path to the configured catalog JSON file")
+        write.add_argument(
+            "--dry-run", action="store_true", help="map and batch every record, send nothing, pass no STATE"
+        )
+        parsed = parser.parse_args(args)
+        self.dry_run_requested = getattr(parsed, "dry_run", False)
+        return parsed
+
+    def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
+        """The CDK's commands, with the config validated by the connector's own rules first, so a mistake is
+        reported in the connector's words (naming the option and the fix) rather than the spec validator's."""
+        if parsed_args.command in ("check", "write"):
+            try:
+                HeapConfig.parse(self.read_config(parsed_args.config))
+            except AirbyteTracedException as error:
+                if parsed_args.command != "check":
+                    raise
+                status = AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
+                yield AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
+                return
+        yield from super().run_cmd(parsed_args)
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Validates the config, then posts one empty bulk request, which creates nothing in Heap."""
@@ -59,7 +93,7 @@ class DestinationHeapAnalytics(Destination):
         problems = [failure for failure in failures if failure is not None]
         if problems:
             return AirbyteConnectionStatus(status=Status.FAILED, message="; ".join(problems))
-        return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+        return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=CHECKED)
 
     @staticmethod
     def _check_api(config: HeapConfig, api: ApiConfig) -> str | None:
@@ -73,6 +107,8 @@ class DestinationHeapAnalytics(Destination):
             return bad_app_id(config.app_id, answer).message
         if answer.verdict is Verdict.REDIRECTED:
             return redirected(url, answer).message
+        if answer.verdict is Verdict.TLS_FAILED:
+            return tls_failed(url, answer).message
         if answer.status is None:
             return f"cannot reach {url}: {answer.detail}"
         return f"Heap answered {answer.describe()} to {url}"
@@ -84,7 +120,8 @@ class DestinationHeapAnalytics(Destination):
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
         """Sends the records to Heap, passing each STATE on once the records before it are settled."""
-        return self._sync(config, configured_catalog, read_messages(input_messages))
+        chunks = ([message] for message in input_messages)
+        return self._sync(config, configured_catalog, ticking(chunks, ObjectReader(), TICK_SECONDS))
 
     def _run_write(
         self, config: Mapping[str, Any], configured_catalog_path: str, input_stream: io.TextIOWrapper
@@ -92,7 +129,8 @@ class DestinationHeapAnalytics(Destination):
         """The CDK's write, reading stdin without building a protocol object for every record."""
         with open(configured_catalog_path, "rb") as catalog_file:
             catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(catalog_file.read()))
-        yield from self._sync(config, catalog, read_lines(input_stream.buffer))
+        lines = ticking(line_chunks(input_stream.buffer), LineReader(), TICK_SECONDS)
+        yield from self._sync(config, catalog, lines)
 
     @staticmethod
     def read_config(config_path: str) -> MutableMapping[str, Any]:
@@ -101,15 +139,15 @@ class DestinationHeapAnalytics(Destination):
             with open(config_path, "rb") as config_file:
                 config = orjson.loads(config_file.read())
         except OSError as error:
-            raise config_error(f"Cannot read the config file: {error.strerror}") from None
+            raise config_error(f"Cannot read the config file {config_path}: {error.strerror}") from None
         except orjson.JSONDecodeError:
             raise config_error("Invalid configuration: the config file is not valid JSON") from None
         HeapConfig.require_object(config)
         return config
 
     def _sync(
-        self, config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog, messages: Iterable[Message]
-    ) -> Iterator[AirbyteMessage | dict[str, Any]]:
+        self, config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog, messages: Iterable[Any]
+    ) -> Iterator[AirbyteMessage | bytes]:
         heap_config = HeapConfig.parse({**config, "dry_run": True} if self.dry_run_requested else config)
         found = routes(heap_config, catalog)
         for route in found:
@@ -117,8 +155,8 @@ class DestinationHeapAnalytics(Destination):
         yield from Sync(heap_config, found).run(messages)
 
     def run(self, args: list[str]) -> None:
-        """Runs a command, writing each output message as one line; STATE messages go out as the raw JSON
-        they came in as, plus destinationStats."""
+        """Runs a command, writing each output message as one line; STATE messages go out as the lines they
+        came in as, plus destinationStats."""
         init_uncaught_exception_handler(logger)
         atexit.register(PRINT_BUFFER.flush)
         parsed_args = self.parse_args(args)
@@ -126,8 +164,11 @@ class DestinationHeapAnalytics(Destination):
         dump = AirbyteMessageSerializer.dump
         try:
             for message in self.run_cmd(parsed_args):
-                line = dump_json(message) if type(message) is dict else orjson.dumps(dump(message))
-                PRINT_BUFFER.write(line.decode() + "\n")
+                if type(message) is bytes:
+                    PRINT_BUFFER.write(message.decode() + "\n")
+                    PRINT_BUFFER.flush()
+                else:
+                    PRINT_BUFFER.write(orjson.dumps(dump(message)).decode() + "\n")
         except AirbyteTracedException as error:
             PRINT_BUFFER.write(_error_line(error) + "\n")
             sys.exit(1)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .config import ApiConfig, TrackApi
+from .messages import StreamKey
 
 MAX_TEXT = 1023
 MAX_EVENT = 1024
@@ -29,6 +30,7 @@ TRUNCATED_KEY = "property name cut to 1023 characters"
 TRUNCATED_EVENT = "event name cut to 1024 characters"
 ID_PROPERTY_LEFT_OUT = "property named 'id' left out (Heap refuses it)"
 NAME_COLLISION = "two fields gave one property name, the first value kept"
+GAVE_WAY = "a column of '*' left out: a named column is sent under its name"
 TIMESTAMP_FROM_EMITTED_AT = "timestamp missing, the record's emitted_at used"
 KEY_FROM_RECORD_HASH = "idempotency key column missing, key made from the record"
 OTHER_STREAM = "record of a stream not in the catalog"
@@ -41,13 +43,19 @@ UNTIMED = (BAD_TIMESTAMP, BAD_EMITTED_AT)
 
 @dataclass(slots=True)
 class HeapItem:
-    """One event, user or account as Heap receives it, with where it came from."""
+    """One event, user or account as Heap receives it, with where it came from.
+
+    A property update merged from several records keeps each record's own update in `merged`, so
+    that when Heap refuses the merged one, each can be sent alone and only the bad one is rejected.
+    """
 
     key: str
     body: dict[str, Any]
     position: int
     records: int = 1
     notes: tuple[str, ...] = ()
+    stream: StreamKey | None = None
+    merged: tuple[HeapItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +184,7 @@ def heap_timestamp(value: Any) -> str | None:
             if len(text) == 10:
                 return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC).isoformat()
             datetime.fromisoformat(text)
-            return value
+            return text
         except ValueError:
             try:
                 return heap_timestamp(float(text))
@@ -279,9 +287,15 @@ class RecordMapper:
     """Maps source records to Heap items for one API: the user or account key, and the properties.
 
     `EventMapper` adds what track adds; `mapper_for` picks the mapper of an API.
+
+    Left-out columns (`-column`) are matched against the source path of each value that would be
+    sent, nested ones included, as keys joined by `.` (or by `_`): exactly, whatever the keys hold.
+    `*` leaves out, the same way, the columns sent by name and those that fill Heap's own fields
+    (event, timestamp, idempotency key); the key column stays in it.
     """
 
-    def __init__(self, api: ApiConfig, idempotency_key: IdempotencyKey) -> None:
+    def __init__(self, api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None) -> None:
+        self.stream = stream
         self.key_field = api.key_field
         self.numeric_key = api.key_field == "user_id"
         self.key = Column(api.key_column)
@@ -289,7 +303,8 @@ class RecordMapper:
         self.named = [(column.name, Column(column.source)) for column in selection.named]
         self.rest = selection.rest
         self.refused = api.refused_property_names
-        self.held_back = [column for _, column in self.named] + [Column(name) for name in selection.excluded]
+        self.excluded = frozenset(selection.excluded)
+        self.left_out_of_rest = self.excluded | {column.source for column in selection.named} | api.own_field_columns
         self.named_outputs = frozenset(name for name, _ in self.named)
 
     def __call__(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
@@ -310,7 +325,7 @@ class RecordMapper:
         if reason is not None:
             return Unmappable(reason, position)
         body["properties"] = self._properties(record, notes)
-        return HeapItem(key, body, position, 1, tuple(notes))
+        return HeapItem(key, body, position, 1, tuple(notes), self.stream)
 
     def _fields(
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
@@ -331,21 +346,25 @@ class RecordMapper:
                     continue
             if type(value) is str and len(value) <= MAX_TEXT and name not in properties:
                 properties[name] = value
+            elif self.excluded and type(value) is dict:
+                path = column.locate(record) or column.name
+                _add_leaving_out(properties, name, value, notes, path, path.replace(".", "_"), self.excluded)
             else:
                 add_property(properties, name, value, notes)
         if not self.rest:
             return properties
-        held_back = {column.locate(record) for column in self.held_back} if self.held_back else ()
-        refused, named_outputs = self.refused, self.named_outputs
+        left_out, refused, named_outputs = self.left_out_of_rest, self.refused, self.named_outputs
         for key, value in record.items():
-            if key in held_back or key in named_outputs:
+            if key in left_out:
                 continue
-            if refused and key.lower() in refused:
+            if key in named_outputs:
+                notes.append(GAVE_WAY)
+            elif refused and key.lower() in refused:
                 notes.append(ID_PROPERTY_LEFT_OUT)
             elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT and key not in properties:
                 properties[key] = value
-            elif held_back and type(value) is dict:
-                add_property(properties, key, _without(value, key, held_back), notes)
+            elif left_out and type(value) is dict:
+                _add_leaving_out(properties, key, value, notes, key, key, left_out)
             else:
                 add_property(properties, key, value, notes)
         return properties
@@ -354,8 +373,8 @@ class RecordMapper:
 class EventMapper(RecordMapper):
     """Maps source records to track events: the event name (fixed or from a column), time and idempotency key."""
 
-    def __init__(self, api: TrackApi, idempotency_key: IdempotencyKey) -> None:
-        super().__init__(api, idempotency_key)
+    def __init__(self, api: TrackApi, idempotency_key: IdempotencyKey, stream: StreamKey | None = None) -> None:
+        super().__init__(api, idempotency_key, stream)
         self.event_name = api.event_name
         self.event = Column(api.event_column) if api.event_column else None
         self.timestamp = Column(api.timestamp_column) if api.timestamp_column else None
@@ -396,17 +415,27 @@ MAPPERS: dict[str, type[RecordMapper]] = {"track": EventMapper}
 """The mapper of each API that adds fields of its own; the others map key and properties only."""
 
 
-def mapper_for(api: ApiConfig, idempotency_key: IdempotencyKey) -> RecordMapper:
-    """The mapper for an API's items."""
-    return MAPPERS.get(api.api_type, RecordMapper)(api, idempotency_key)
+def mapper_for(api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None) -> RecordMapper:
+    """The mapper for an API's items of one stream."""
+    return MAPPERS.get(api.api_type, RecordMapper)(api, idempotency_key, stream)
 
 
-def _without(value: dict[str, Any], prefix: str, held_back: set[str | None]) -> dict[str, Any]:
-    """A nested object without the paths (dotted, from the top level) that are sent by name or left out."""
-    kept = {}
+def _add_leaving_out(
+    properties: dict[str, Any],
+    name: str,
+    value: dict[str, Any],
+    notes: list[str],
+    path: str,
+    flat: str,
+    left_out: frozenset[str],
+) -> None:
+    """Adds a nested object's values under dotted names, but not those whose source path (keys joined by `.`,
+    or by `_`) is left out."""
     for key, inner in value.items():
-        path = f"{prefix}.{key}"
-        if path in held_back:
+        inner_path, inner_flat = f"{path}.{key}", f"{flat}_{key}"
+        if inner_path in left_out or inner_flat in left_out:
             continue
-        kept[key] = _without(inner, path, held_back) if type(inner) is dict else inner
-    return kept
+        if type(inner) is dict:
+            _add_leaving_out(properties, f"{name}.{key}", inner, notes, inner_path, inner_flat, left_out)
+        else:
+            add_property(properties, f"{name}.{key}", inner, notes)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from json.decoder import scanstring
+from typing import IO, Any, NamedTuple
 
 import orjson
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, FailureType, Type
@@ -42,48 +47,164 @@ class Unreadable(NamedTuple):
 
 
 class State(NamedTuple):
-    """A STATE message exactly as it came, and the stream it checkpoints (None for GLOBAL and LEGACY)."""
+    """A STATE message as the bytes it came as, and the stream it checkpoints (None for GLOBAL and LEGACY)."""
 
-    message: dict[str, Any]
+    raw: bytes
     stream: StreamKey | None
 
+
+class Tick(NamedTuple):
+    """No line for a while, or a while since the last tick: time to send what waits and pass what is safe."""
+
+
+TICK = Tick()
 
 Message = Record | State | Unreadable
 """What the sync reads: a record, a STATE message, or a line that could not be used."""
 
 
+class LineReader:
+    """Reads protocol lines, numbering them across calls; other protocol messages (LOG, TRACE, ...) and blank
+    lines are skipped, and a line that fails in any way is an unreadable line, never an error."""
+
+    def __init__(self) -> None:
+        self.number = 0
+
+    def __call__(self, lines: Iterable[bytes]) -> Iterator[Message]:
+        for line in lines:
+            self.number += 1
+            try:
+                message = _message(line, self.number)
+            except MalformedState:
+                raise
+            except Exception as error:
+                message = Unreadable(self.number, f"line could not be read ({type(error).__name__})")
+            if message is not None:
+                yield message
+
+
 def read_lines(lines: Iterable[bytes]) -> Iterator[Message]:
-    """The messages of protocol lines; other protocol messages (LOG, TRACE, ...) and blank lines are skipped."""
-    for number, line in enumerate(lines, start=1):
+    """The messages of protocol lines, numbered from 1."""
+    return LineReader()(lines)
+
+
+def _message(line: bytes, number: int) -> Message | None:
+    try:
+        message = parse_json(line)
+    except RecursionError:
+        return Unreadable(number, TOO_DEEP)
+    except ValueError:
+        return Unreadable(number, NOT_JSON) if line.strip() else None
+    if type(message) is not dict:
+        return Unreadable(number, NOT_A_MESSAGE)
+    kind = message.get("type")
+    if kind == "RECORD":
+        return _record(message.get("record"), number)
+    if kind == "STATE":
+        return state_of(message, line, number)
+    if type(kind) is str and kind in IGNORED_TYPES:
+        return None
+    return Unreadable(number, NOT_A_MESSAGE)
+
+
+class ObjectReader:
+    """Reads protocol objects, for callers of `Destination.write`, numbering them across calls."""
+
+    def __init__(self) -> None:
+        self.number = 0
+
+    def __call__(self, messages: Iterable[AirbyteMessage]) -> Iterator[Message]:
+        dump = AirbyteMessageSerializer.dump
+        for message in messages:
+            self.number += 1
+            if message.type == Type.RECORD:
+                yield _record(dump(message)["record"], self.number)
+            elif message.type == Type.STATE:
+                body = dump(message)
+                try:
+                    raw = dump_json(body)
+                except ValueError:
+                    raise malformed_state(self.number, "it is nested too deeply to be passed back") from None
+                yield state_of(body, raw, self.number)
+
+
+def line_chunks(stream: IO[bytes], size: int = 1 << 16) -> Iterator[list[bytes]]:
+    """The complete lines of a byte stream, in chunks of what arrived together: a chunk is handed on as
+    soon as it is read, so a quiet source's last lines are not held back waiting for more."""
+    tail: list[bytes] = []
+    while True:
+        data = stream.read1(size)  # type: ignore[attr-defined]
+        if not data:
+            if tail:
+                yield [b"".join(tail)]
+            return
+        if b"\n" not in data:
+            tail.append(data)
+            continue
+        lines = data.split(b"\n")
+        if tail:
+            lines[0] = b"".join(tail) + lines[0]
+        last = lines.pop()
+        tail = [last] if last else []
+        yield lines
+
+
+QUEUED_CHUNKS = 16
+"""Chunks read ahead of the sync: with 64 KB reads, at most about a megabyte of input waits in memory."""
+
+
+class _End(NamedTuple):
+    error: BaseException | None
+
+
+def ticking(
+    chunks: Iterable[list[Any]], read: Callable[[list[Any]], Iterable[Message]], interval: float
+) -> Iterator[Message | Tick]:
+    """The messages of chunks read on a thread of their own, with a TICK at least every `interval` seconds,
+    whether input flows or not, so time-based work does not wait for the next line."""
+    ready: queue.Queue[list[Any] | _End] = queue.Queue(QUEUED_CHUNKS)
+    stopped = threading.Event()
+
+    def put(item: list[Any] | _End) -> None:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def pump() -> None:
         try:
-            message = parse_json(line)
-        except RecursionError:
-            yield Unreadable(number, TOO_DEEP)
-            continue
-        except ValueError:
-            if line.strip():
-                yield Unreadable(number, NOT_JSON)
-            continue
-        if type(message) is not dict:
-            yield Unreadable(number, NOT_A_MESSAGE)
-            continue
-        kind = message.get("type")
-        if kind == "RECORD":
-            yield _record(message.get("record"), number)
-        elif kind == "STATE":
-            yield state_of(message, number)
-        elif kind not in IGNORED_TYPES:
-            yield Unreadable(number, NOT_A_MESSAGE)
+            for chunk in chunks:
+                put(chunk)
+                if stopped.is_set():
+                    return
+        except BaseException as error:
+            put(_End(error))
+            return
+        put(_End(None))
 
-
-def read_messages(messages: Iterable[AirbyteMessage]) -> Iterator[Message]:
-    """The messages of protocol objects, for callers of `Destination.write`."""
-    dump = AirbyteMessageSerializer.dump
-    for number, message in enumerate(messages, start=1):
-        if message.type == Type.RECORD:
-            yield _record(dump(message)["record"], number)
-        elif message.type == Type.STATE:
-            yield state_of(dump(message), number)
+    threading.Thread(target=pump, name="heap-input", daemon=True).start()
+    last_tick = time.monotonic()
+    try:
+        while True:
+            try:
+                chunk = ready.get(timeout=interval)
+            except queue.Empty:
+                last_tick = time.monotonic()
+                yield TICK
+                continue
+            if type(chunk) is _End:
+                if chunk.error is not None:
+                    raise chunk.error
+                return
+            yield from read(chunk)
+            now = time.monotonic()
+            if now - last_tick >= interval:
+                last_tick = now
+                yield TICK
+    finally:
+        stopped.set()
 
 
 def parse_json(line: bytes) -> Any:
@@ -131,20 +252,21 @@ def _record(record: Any, number: int) -> Record | Unreadable:
     return stream, data, emitted_at
 
 
-def state_of(message: dict[str, Any], number: int) -> State:
-    """The STATE in a message, or a clear error saying what the protocol's STATE lacks."""
+def state_of(message: dict[str, Any], raw: bytes, number: int) -> State:
+    """The STATE in a message (its raw bytes kept), or a clear error saying what the protocol's STATE lacks."""
     state = message.get("state")
     if type(state) is not dict:
         raise malformed_state(number, "it has no state object")
-    try:
-        dump_json(message)
-    except ValueError:
-        raise malformed_state(number, "it is nested too deeply to be passed back") from None
     kind = state.get("type", "LEGACY")
-    if kind not in STATE_TYPES:
+    if type(kind) is not str or kind not in STATE_TYPES:
         raise malformed_state(number, "its type is not STREAM, GLOBAL or LEGACY")
+    raw = raw.strip()
+    try:
+        with_destination_stats(raw, {})
+    except (ValueError, IndexError, RecursionError):
+        raise malformed_state(number, "it cannot be passed back with destinationStats added") from None
     if kind != "STREAM":
-        return State(message, None)
+        return State(raw, None)
     stream = state.get("stream")
     descriptor = stream.get("stream_descriptor") if type(stream) is dict else None
     if type(descriptor) is not dict:
@@ -152,7 +274,52 @@ def state_of(message: dict[str, Any], number: int) -> State:
     name, namespace = descriptor.get("name"), descriptor.get("namespace")
     if type(name) is not str or not (namespace is None or type(namespace) is str):
         raise malformed_state(number, "its stream descriptor has no name, or a namespace that is not text")
-    return State(message, (name, namespace))
+    return State(raw, (name, namespace))
+
+
+WHITESPACE = re.compile(r"[ \t\n\r]*")
+DECODER = json.JSONDecoder()
+
+
+def _members(text: str, start: int) -> Iterator[tuple[str, int, int]]:
+    """Each member of the JSON object opening at `start`: its key, where its value starts and ends."""
+    position = WHITESPACE.match(text, start + 1).end()  # type: ignore[union-attr]
+    if text[position] == "}":
+        return
+    while True:
+        key, position = scanstring(text, position + 1)
+        position = WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        value_start = WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+        _, position = DECODER.raw_decode(text, value_start)
+        yield key, value_start, position
+        position = WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        if text[position] == "}":
+            return
+        position = WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+
+
+def with_destination_stats(raw: bytes, stats: Mapping[str, float]) -> bytes:
+    """A STATE line exactly as it came, but for `state.destinationStats`, set to `stats` (added or replaced).
+
+    Every other byte is kept: numbers beyond what a float holds, key order, fields of newer protocols.
+    """
+    text = raw.decode()
+    top = WHITESPACE.match(text).end()  # type: ignore[union-attr]
+    _, start, end = [member for member in _members(text, top) if member[0] == "state"][-1]
+    value = orjson.dumps(dict(stats)).decode()
+    inner = list(_members(text, start))
+    replaced = [member for member in inner if member[0] == "destinationStats"]
+    if replaced:
+        _, value_start, value_end = replaced[-1]
+        return (text[:value_start] + value + text[value_end:]).encode()
+    close = end - 1
+    member = ("," if inner else "") + '"destinationStats":' + value
+    return (text[:close] + member + text[close:]).encode()
+
+
+def shown(name: str, limit: int = 100) -> str:
+    """A name from the input as a log line may show it: cut short, and lone surrogates escaped."""
+    return name[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class MalformedState(AirbyteTracedException):

@@ -12,16 +12,30 @@ from dataclasses import dataclass
 
 AIM = 0.97
 """The share of a known ceiling paced: an even flow just under it fits any window that holds a request."""
+MAX_ITEMS = 1000
+"""Heap's largest bulk request."""
 LOOKBACK = 60.0
-"""Seconds of accepted items over which the rate Heap accepts is measured when it throttles."""
-CUT = 0.85
-"""The rate kept after a throttling answer when the measured rate does not say how far to go down."""
+"""Seconds over which the rate Heap accepts is measured when it throttles."""
+CUT = 0.7
+"""The rate kept after a throttling answer when the measured rate does not say to go lower."""
+DEEPEST_CUT = 0.5
+"""No single throttling answer takes the rate below this share of what it was."""
+FLOOR_SHARE = 0.05
+"""The rate never goes below this share of a known ceiling..."""
+FLOOR = 10.0
+"""...or, with no known ceiling, below this many items a second."""
 PROBE_INTERVAL = 10.0
-"""Seconds without throttling after which the rate goes up a step toward the ceiling."""
-PROBE_STEP = 1.02
+"""Seconds over which the rate grows by FAST (below the knee) or SLOW (above it) while Heap does not throttle."""
+FAST = 1.10
+SLOW = 1.02
+KNEE = 0.9
+"""The share of the rate Heap last throttled at up to which the rate grows FAST: a throttle far below the
+ceiling (a spike, a burst elsewhere) is soon forgotten, while a real lower limit is probed gently."""
 RECEIPT_MARGIN = 10.0
 """Seconds added to an identity window, so a request counted when it leaves still counts however late
 (within the margin) Heap receives it."""
+EPSILON = 1e-6
+"""A wait this short is no wait: clocks and float sums are not exact to it."""
 SKETCH_ROW = 1 << 18
 """Counters in each row of an identity sketch: two rows of 4-byte counters, 2 MB a bucket."""
 
@@ -39,38 +53,67 @@ TRACK_PER_IDENTITY = IdentityLimit(1000, 60.0, counts_requests=False)
 PROPERTIES_PER_IDENTITY = IdentityLimit(30, 30.0, counts_requests=True)
 
 
-class AppRate:
-    """The pace of one app's requests: a token bucket whose burst is one request, at an adaptive rate.
+def largest_request(items_per_minute: int | None) -> int:
+    """The most items one request may hold under a ceiling: a request paid for at AIM of the ceiling still
+    fits any minute with the rest of the minute's flow (AIM of it plus one request stays under it)."""
+    if not items_per_minute:
+        return MAX_ITEMS
+    return max(1, min(MAX_ITEMS, int(items_per_minute * (1 - AIM))))
 
-    The rate starts at AIM of the ceiling (none: unlimited). A throttling answer pauses every request
-    for Retry-After and brings the rate down to what Heap accepted over the last minute, or by CUT
-    when that says nothing; each PROBE_INTERVAL without throttling raises it by PROBE_STEP, back up
-    to the ceiling. Throttling of requests sent before the last cut took effect changes nothing more.
+
+class AppRate:
+    """The pace of one app's requests: a token bucket that holds one request's worth, at an adaptive rate.
+
+    A request takes its items' tokens before it goes; the bucket refills at the rate, up to the
+    largest request, so any minute holds at most AIM of the ceiling plus one request, which stays
+    under the ceiling. The rate starts at AIM of the ceiling (none: unlimited). A throttling answer
+    pauses every request for Retry-After and cuts the rate: to CUT of it, lower when the rate Heap
+    accepted while requests were under way says so, but never below DEEPEST_CUT of it or the floor.
+    Throttling of requests sent before the last cut took effect brings no news. While Heap does not
+    throttle, the rate grows with elapsed time, fast up to KNEE of where it was throttled and slowly
+    beyond, back up to the ceiling.
     """
 
     def __init__(self, items_per_minute: int | None) -> None:
-        self.ceiling = items_per_minute * AIM / 60 if items_per_minute else math.inf
+        self.burst = largest_request(items_per_minute)
+        if items_per_minute:
+            self.ceiling = min(items_per_minute * AIM, items_per_minute - self.burst) / 60
+            self.floor = max(self.ceiling * FLOOR_SHARE, 1 / 60)
+        else:
+            self.ceiling, self.floor = math.inf, FLOOR
         self.rate = self.ceiling
-        self.next_free = -math.inf
+        self.throttled_at = math.inf
+        self.tat = -math.inf
         self.paused_until = -math.inf
         self.cut_until = -math.inf
         self.changed = -math.inf
-        self.first_sent: float | None = None
         self.accepted: deque[tuple[float, int]] = deque()
         self.accepted_total = 0
+        self.active = 0
+        self.busy_since = 0.0
+        self.busy: deque[tuple[float, float]] = deque()
 
-    def wait(self, now: float) -> float:
-        """Seconds until the next request may go."""
-        return max(self.next_free, self.paused_until) - now
+    def wait(self, units: int, now: float) -> float:
+        """Seconds until a request of `units` items may go."""
+        self._grow(now)
+        ready = max(self.tat, now) + (units - self.burst) / self.rate
+        return max(ready, self.paused_until) - now
 
     def take(self, units: int, now: float) -> None:
-        """Spends a request of `units` items now: the next may go once they are paid for at the rate."""
-        if self.first_sent is None:
-            self.first_sent = now
-        if self.rate < self.ceiling and now - self.changed >= PROBE_INTERVAL:
-            self.rate = min(self.ceiling, self.rate * PROBE_STEP)
-            self.changed = now
-        self.next_free = max(self.next_free, now) + units / self.rate
+        """Spends a request of `units` items now."""
+        self.tat = max(self.tat, now) + units / self.rate
+
+    def begin(self, now: float) -> None:
+        """A request starts waiting for its turn or its answer: Heap's pace can be measured while one is."""
+        if not self.active:
+            self.busy_since = now
+        self.active += 1
+
+    def end(self, now: float) -> None:
+        """A request has its answer (or was given up)."""
+        self.active -= 1
+        if not self.active:
+            self.busy.append((self.busy_since, now))
 
     def passed(self, units: int, now: float) -> None:
         """Heap let a request of `units` items through (accepted or refused them, but did not throttle)."""
@@ -84,25 +127,56 @@ class AppRate:
             self.paused_until = max(self.paused_until, now + retry_after)
         if sent_at < self.cut_until:
             return
+        self._grow(now)
+        rate = self.rate
         measured = self.measured(now)
-        if measured is not None and measured * AIM < self.rate:
-            self.rate = measured * AIM
-        elif math.isfinite(self.rate):
-            self.rate *= CUT
+        cut = rate * CUT
+        if measured is not None:
+            cut = min(cut, measured * AIM)
+        if math.isfinite(rate):
+            cut = max(cut, rate * DEEPEST_CUT)
+        self.rate = max(cut, self.floor)
+        self.throttled_at = rate
         self.changed = now
         self.cut_until = max(now, self.paused_until)
 
     def measured(self, now: float) -> float | None:
-        """Items per second Heap let through over the last LOOKBACK seconds, or None before any went."""
+        """Items per second Heap let through over the last LOOKBACK seconds, counting only the time some
+        request was under way (a quiet source says nothing of Heap's pace), or None before any went."""
         self._forget(now)
-        if self.first_sent is None or not self.accepted_total:
+        since = now - LOOKBACK
+        busy = sum(end - max(start, since) for start, end in self.busy)
+        if self.active:
+            busy += now - max(self.busy_since, since)
+        if not self.accepted_total or busy <= 0:
             return None
-        return self.accepted_total / max(min(LOOKBACK, now - self.first_sent), 1.0)
+        return self.accepted_total / busy
+
+    def _grow(self, now: float) -> None:
+        rate = self.rate
+        if rate >= self.ceiling:
+            return
+        steps = (now - self.changed) / PROBE_INTERVAL
+        knee = KNEE * self.throttled_at
+        if rate < knee:
+            to_knee = math.log(knee / rate) / math.log(FAST)
+            if steps <= to_knee:
+                rate *= FAST**steps
+            else:
+                rate = knee * SLOW ** (steps - to_knee)
+        else:
+            rate *= SLOW**steps
+        self.rate = min(rate, self.ceiling)
+        self.changed = now
 
     def _forget(self, now: float) -> None:
+        since = now - LOOKBACK
         accepted = self.accepted
-        while accepted and accepted[0][0] <= now - LOOKBACK:
+        while accepted and accepted[0][0] <= since:
             self.accepted_total -= accepted.popleft()[1]
+        busy = self.busy
+        while busy and busy[0][1] <= since:
+            busy.popleft()
 
 
 class IdentityCounts:
@@ -178,43 +252,69 @@ class Pacer:
         self.identity_limit = identity_limit
         self.identities = IdentityCounts(identity_limit.seconds)
         self.waiting = 0
+        self.paced_seconds = 0.0
         self.lock = lock or threading.Lock()
 
     def reserve(self, keys: Iterable[str], stop: threading.Event, deadline: float = math.inf) -> float | None:
         """Waits until a request with these items' identities may go and counts it; returns when it may go,
-        or None when the sync stopped or it could not go before `deadline`."""
+        or None when the sync stopped or it could not go before `deadline`. A request that reserved must
+        be followed by `passed`, `throttled` or `gave_up`."""
         counts: dict[str, int] = Counter(keys)
         units = sum(counts.values())
         if self.identity_limit.counts_requests:
             counts = dict.fromkeys(counts, 1)
         cells = self.identities.cells(counts)
-        waiting = 0
+        waiting_since = None
+        with self.lock:
+            self.app.begin(self.clock())
         try:
             while True:
                 with self.lock:
                     now = self.clock()
-                    wait = max(self.app.wait(now), self.identities.wait_for(cells, self.identity_limit.limit, now))
-                    if wait <= 0:
+                    if waiting_since is not None:
+                        self.paced_seconds += now - waiting_since
+                    wait = max(
+                        self.app.wait(units, now), self.identities.wait_for(cells, self.identity_limit.limit, now)
+                    )
+                    if wait <= EPSILON:
                         self.identities.add(cells)
                         self.app.take(units, now)
                         return now
                     if now + wait > deadline:
+                        self.app.end(now)
                         return None
-                    self.waiting += 1 - waiting
-                    waiting = 1
+                    if waiting_since is None:
+                        self.waiting += 1
+                    waiting_since = now
                 if stop.wait(min(wait, 1.0)):
+                    with self.lock:
+                        self.app.end(self.clock())
                     return None
         finally:
-            if waiting:
+            if waiting_since is not None:
                 with self.lock:
                     self.waiting -= 1
 
     def passed(self, units: int) -> None:
         """Heap answered a request of `units` items without throttling it."""
         with self.lock:
-            self.app.passed(units, self.clock())
+            now = self.clock()
+            self.app.passed(units, now)
+            self.app.end(now)
 
     def throttled(self, sent_at: float, retry_after: float | None) -> None:
         """Heap throttled a request sent at `sent_at`."""
         with self.lock:
-            self.app.throttled(sent_at, retry_after, self.clock())
+            now = self.clock()
+            self.app.throttled(sent_at, retry_after, now)
+            self.app.end(now)
+
+    def slowed_to(self) -> float | None:
+        """Items a minute this API is paced at, when Heap's throttling brought it under its ceiling."""
+        rate = self.app.rate
+        return rate * 60 if rate < self.app.ceiling else None
+
+    def gave_up(self) -> None:
+        """A request that reserved got no answer that says anything of Heap's pace (a fault, a stop)."""
+        with self.lock:
+            self.app.end(self.clock())

@@ -3,7 +3,6 @@ before any request, with a config error naming whatever does not match."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream
@@ -48,13 +47,18 @@ def routes(config: HeapConfig, catalog: ConfiguredAirbyteCatalog) -> list[Route]
     """Every (stream, API) pair the sync loads, in config order."""
     if config.api is not None:
         return _scoped([Route(single_stream(catalog), config.api)])
-    found = [Route(_stream_of(mapping, catalog), mapping.api) for mapping in config.mappings]
+    by_name: dict[str, list[ConfiguredAirbyteStream]] = {}
+    for stream in catalog.streams:
+        by_name.setdefault(stream.stream.name, []).append(stream)
+    found = [Route(_stream_of(mapping, by_name, catalog), mapping.api) for mapping in config.mappings]
     mapped = {route.key for route in found}
     for stream in catalog.streams:
         if (stream.stream.name, stream.stream.namespace) not in mapped:
             raise config_error(
                 f"Stream '{label(stream)}' is in the connection but no mapping loads it: add a mapping with "
-                f'"stream": "{stream.stream.name}", or leave the stream out of the connection.'
+                f'"stream": "{stream.stream.name}"'
+                + (f', "namespace": "{stream.stream.namespace}"' if stream.stream.namespace else "")
+                + ", or leave the stream out of the connection."
             )
     return _scoped(found)
 
@@ -76,10 +80,18 @@ def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
     return catalog.streams[0]
 
 
-def _stream_of(mapping: StreamMapping, catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
-    matches = [s for s in catalog.streams if mapping.matches(s.stream.name, s.stream.namespace)]
+def _stream_of(
+    mapping: StreamMapping, by_name: dict[str, list[ConfiguredAirbyteStream]], catalog: ConfiguredAirbyteCatalog
+) -> ConfiguredAirbyteStream:
+    """The catalog stream a mapping loads. A mapping without a namespace takes the stream of that name
+    without one, or else the only stream of that name."""
+    named = by_name.get(mapping.stream, [])
+    if mapping.namespace is not None:
+        matches = [s for s in named if s.stream.namespace == mapping.namespace]
+    else:
+        matches = [s for s in named if s.stream.namespace is None] or named
     if not matches:
-        names = ", ".join(sorted(f"'{label(s)}'" for s in catalog.streams)) or "none"
+        names = ", ".join(sorted(f"'{label(s)}'" for s in catalog.streams)[:30]) or "none"
         raise config_error(
             f"The mapping for stream '{mapping.label}' names a stream the connection does not have "
             f"(it has {names}); check the stream name and namespace."
@@ -93,24 +105,24 @@ def _stream_of(mapping: StreamMapping, catalog: ConfiguredAirbyteCatalog) -> Con
 
 
 def _scoped(found: list[Route]) -> list[Route]:
-    """The routes with the event scope their idempotency keys are made in.
+    """The routes with the event scope their idempotency keys are made in, each from its own mapping alone,
+    so adding or removing a mapping never changes another's keys.
 
-    A fixed event name scopes its keys by that name. A route reading event names from a column is
-    scoped by the column only when another such route shares its stream, so the keys of a lone one
-    stay those of earlier versions. Two routes that would share keys are a config error.
+    A fixed event name scopes its keys by that name. A route reading event names from a column has no
+    scope: its keys are those of every earlier version. Two routes that would share keys are a
+    config error.
     """
-    by_column = Counter(route.key for route in found if route.api.event_scope[:1] == ("event_column",))
     scoped, seen = [], set()
     for route in found:
         scope = route.api.event_scope
-        if scope[:1] == ("event_column",) and by_column[route.key] == 1:
+        if scope[:1] == ("event_column",):
             scope = ()
         if route.api.event_scope:
             if (route.key, scope) in seen:
                 raise config_error(
-                    f"Two event mappings of stream '{route.label}' send the same events "
-                    f"({' '.join(scope) or 'event_column'}): their events would share idempotency keys and "
-                    "Heap would keep one; remove one, or send another event name."
+                    f"Two event mappings of stream '{route.label}' would give their events the same idempotency "
+                    f"keys ({' '.join(scope) or 'both read event names from a column'}), and Heap would keep one "
+                    "of each pair: remove one, or give one of them a fixed event_name."
                 )
             seen.add((route.key, scope))
         scoped.append(Route(route.stream, route.api, scope))

@@ -6,11 +6,12 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .delivery import BatchResult
+from .pacing import Pacer
 
 logger = logging.getLogger("airbyte")
 
@@ -27,9 +28,12 @@ def tally(counter: Counter[str], reason: str, count: int = 1) -> None:
 
 @dataclass
 class SyncStats:
-    """Running totals of a sync; never holds record contents."""
+    """Running totals of a sync; never holds record contents. In a dry run, what would have been delivered
+    is counted apart: nothing was."""
 
+    dry_run: bool = False
     records_read: int = 0
+    records_would_send: int = 0
     records_delivered: int = 0
     items_delivered: int = 0
     requests: int = 0
@@ -43,14 +47,16 @@ class SyncStats:
 
     def add(self, result: BatchResult) -> None:
         """Adds one settled batch."""
+        if self.dry_run:
+            self.records_would_send += result.records
+            return
         self.records_delivered += result.records
         self.items_delivered += result.items
         self.requests += result.requests
         self.retries += result.retries
         self.throttled += result.throttled
-        self.paced_seconds += result.paced_seconds
         for rejection in result.rejections:
-            tally(self.rejected, rejection.reason, rejection.records)
+            tally(self.rejected, rejection.reason)
 
     @property
     def records_rejected(self) -> int:
@@ -64,7 +70,9 @@ class SyncStats:
 
     def summary(self) -> dict[str, Any]:
         """The totals as plain data."""
+        dry_run = {"dry_run": True, "records_that_would_be_sent": self.records_would_send} if self.dry_run else {}
         return {
+            **dry_run,
             "records_read": self.records_read,
             "records_delivered": self.records_delivered,
             "records_rejected": self.records_rejected,
@@ -85,10 +93,10 @@ class SyncStats:
 class ProgressLog:
     """Logs a sync's totals at a steady interval from a background thread, so a slow sync looks alive."""
 
-    def __init__(self, stats: SyncStats, interval: float, waiting: Callable[[], int]) -> None:
+    def __init__(self, stats: SyncStats, interval: float, pacers: Sequence[Pacer]) -> None:
         self.stats = stats
         self.interval = interval
-        self.waiting = waiting
+        self.pacers = pacers
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="heap-progress", daemon=True)
         self.started = self.last_time = time.monotonic()
@@ -105,29 +113,32 @@ class ProgressLog:
     def log(self, label: str) -> None:
         """Logs one line: totals, reasons, the rate since the last line, and time spent on rate limits."""
         stats, now = self.stats, time.monotonic()
-        delivered = stats.records_delivered
+        delivered = stats.records_would_send if stats.dry_run else stats.records_delivered
         rate = (delivered - self.last_delivered) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_delivered = now, delivered
         reasons = [f"rejected by Heap: {reason} x{count}" for reason, count in list(stats.rejected.items())]
         reasons += [f"not sendable: {reason} x{count}" for reason, count in list(stats.unmappable.items())]
         reasons += [f"adjusted: {note} x{count}" for note, count in list(stats.adjusted.items())]
         reasons += [f"unreadable lines: {reason} x{count}" for reason, count in list(stats.unreadable.items())]
+        slowed = [pacer.slowed_to() for pacer in self.pacers]
+        reasons += [f"paced at {per_minute:,.0f} items/min after Heap throttled" for per_minute in slowed if per_minute]
         logger.info(
-            "%s after %.0fs: %d records read, %d delivered, %d rejected by Heap, %d not sendable; "
+            "%s after %.0fs: %d records read, %d %s, %d rejected by Heap, %d not sendable; "
             "%d requests (%d throttled, %d retried); %.0f records/s; %.1fs spent waiting on rate limits, "
             "%d requests waiting now.%s",
             label,
             now - self.started,
             stats.records_read,
             delivered,
+            "would be sent" if stats.dry_run else "delivered",
             stats.records_rejected,
             stats.records_unmappable,
             stats.requests,
             stats.throttled,
             stats.retries,
             rate,
-            stats.paced_seconds,
-            self.waiting(),
+            sum(pacer.paced_seconds for pacer in self.pacers),
+            sum(pacer.waiting for pacer in self.pacers),
             (" " + "; ".join(reasons)) if reasons else "",
         )
 

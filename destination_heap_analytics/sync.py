@@ -22,9 +22,9 @@ from .batching import Batch, BatchBuilder, BatchNumbers, ItemTooLarge, RequestBo
 from .checkpoint import CheckpointTracker
 from .client import HeapClient
 from .config import ApiConfig, HeapConfig, config_error
-from .delivery import BatchResult, BatchSender, DryRunSender, Pipeline, RetryPolicy, Stopped
+from .delivery import BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
-from .messages import MalformedState, Message, State, StreamKey, Unreadable
+from .messages import MalformedState, State, StreamKey, Tick, Unreadable, shown
 from .pacing import AppRate, Pacer
 from .routing import Route
 from .stats import ProgressLog, SyncStats, tally
@@ -33,18 +33,23 @@ logger = logging.getLogger("airbyte")
 
 WORKERS = 4
 FLUSH_AFTER_SECONDS = 5.0
+"""A batch open this long is sent at the next tick, however few items it holds."""
+TICK_SECONDS = 1.0
+HELD_STATE_BYTES = 64 * 1024 * 1024
+HELD_STATES = 10_000
+"""Past either, reading pauses until STATEs pass: held STATEs never grow without bound, and none is dropped."""
 REJECTIONS_LOGGED = 100
 SUMMARY_TRACE = "heap_sync_summary"
-NAME_SHOWN = 100
 
 
 class AppPacing:
     """The app id's pace: one ceiling shared by every API when `max_events_per_minute` is set, else each
     API's documented one (track's 15,000 a minute; none for the property APIs)."""
 
-    def __init__(self, items_per_minute: int | None) -> None:
+    def __init__(self, items_per_minute: int | None, fail_fast: bool) -> None:
         self.shared = AppRate(items_per_minute) if items_per_minute else None
         self.lock = threading.Lock()
+        self.fail_fast = FailFast() if fail_fast else None
 
     def rate_of(self, api: ApiConfig) -> AppRate:
         """The rate an API's requests are paced at."""
@@ -59,8 +64,10 @@ class Lane:
     ) -> None:
         body = RequestBody(config.app_id, api.items_field)
         self.url = config.endpoint_url(api)
-        self.builder = BatchBuilder(body, config.max_request_bytes, merge=api.last_write_wins, numbers=numbers)
         self.pacer = Pacer(app.rate_of(api), api.identity_limit, app.lock)
+        self.builder = BatchBuilder(
+            body, config.max_request_bytes, api.last_write_wins, numbers, max_items=self.pacer.app.burst
+        )
         if config.dry_run:
             sender: BatchSender | DryRunSender = DryRunSender(self.url, config.dry_run_payloads)
         else:
@@ -71,7 +78,7 @@ class Lane:
                 config.app_id,
                 RetryPolicy(config.max_retry_seconds),
                 stop,
-                fail_fast=config.on_rejected_record == "fail",
+                fail_fast=app.fail_fast,
             )
         self.pipeline = Pipeline(sender, 1 if config.dry_run else WORKERS, ordered=api.last_write_wins)
 
@@ -81,46 +88,46 @@ class Lane:
 
 
 class Sync:
-    """Loads the catalog's streams into Heap through their routes and yields the STATE messages Heap has made safe."""
+    """Loads the catalog's streams into Heap through their routes and yields the STATE lines Heap has made safe."""
 
     def __init__(self, config: HeapConfig, routes: list[Route]) -> None:
         self.config = config
-        self.checkpoints = CheckpointTracker()
-        self.stats = SyncStats()
+        self.stats = SyncStats(dry_run=config.dry_run)
         self.dry_run = config.dry_run
         self.numbers = numbers = BatchNumbers()
         stop = threading.Event()
-        app = AppPacing(config.max_events_per_minute)
+        app = AppPacing(config.max_events_per_minute, config.on_rejected_record == "fail")
         self.lanes: dict[str, Lane] = {}
         self.routes: dict[StreamKey, list[tuple[RecordMapper, Lane]]] = {}
         for route in routes:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
                 lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app)
-            mapper = mapper_for(route.api, route.idempotency_key())
+            mapper = mapper_for(route.api, route.idempotency_key(), route.key)
             first = route.key not in self.routes
             self.routes.setdefault(route.key, []).append((mapper, lane))
-            logger.info("Loading stream '%s' into %s", route.label, lane.url)
+            logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
             if first and route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
                 logger.info(
                     "Heap is append-only: stream '%s' in overwrite mode loads like append, and nothing already "
                     "in Heap is removed.",
-                    route.label,
+                    shown(route.label),
                 )
-        waiting = [lane.pacer for lane in self.lanes.values()]
-        self.progress = ProgressLog(
-            self.stats, config.progress_interval_seconds, lambda: sum(pacer.waiting for pacer in waiting)
-        )
+        self.checkpoints = CheckpointTracker(key for key, routed in self.routes.items() if len(routed) > 1)
+        pacers = [lane.pacer for lane in self.lanes.values()]
+        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, pacers)
         self.states_withheld = 0
         self.fail_on_rejection = config.on_rejected_record == "fail"
         self.rejections_logged = 0
         if self.dry_run:
             logger.info("Dry run: nothing is sent to Heap and no STATE is passed on.")
 
-    def run(self, messages: Iterable[Message]) -> Iterator[AirbyteMessage | dict[str, Any]]:
-        """Sends every record, yielding each STATE (as its raw JSON) once the records before it are settled.
+    def run(self, messages: Iterable[Any]) -> Iterator[AirbyteMessage | bytes]:
+        """Sends every record, yielding each STATE (as its raw line) once the records before it are settled.
 
-        A malformed STATE ends the reading: what came before it is still delivered and checkpointed.
+        `messages` are records, STATEs, unreadable lines and ticks, at which batches open for a while
+        are sent and settled STATEs passed, however quiet the input. A malformed STATE ends the
+        reading: what came before it is still delivered and checkpointed.
         """
         self.progress.start()
         malformed = None
@@ -132,6 +139,8 @@ class Sync:
                         out = self._record(*message)
                     elif kind is State:
                         out = self._state(message)
+                    elif kind is Tick:
+                        out = self._tick()
                     else:
                         out = self._unreadable(message)
                     if out:
@@ -157,37 +166,37 @@ class Sync:
             self.progress.log("Sync finished")
         yield self._summary_message()
 
-    def _pass(self, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The STATE messages to pass on: all of them, or none in a dry run."""
+    def _pass(self, states: list[bytes]) -> list[bytes]:
+        """The STATE lines to pass on: all of them, or none in a dry run."""
         if self.dry_run:
             self.states_withheld += len(states)
             return []
         return states
 
-    def _record(self, stream: StreamKey, data: Mapping[str, Any], emitted_at: float) -> list[dict[str, Any]] | None:
+    def _record(self, stream: StreamKey, data: Mapping[str, Any], emitted_at: float) -> list[bytes] | None:
         stats = self.stats
         stats.records_read += 1
         position = stats.records_read
         self.checkpoints.received[stream] += 1
         routes = self.routes.get(stream)
         if routes is None:
-            return self._unmappable(Unmappable(OTHER_STREAM, position), f" ('{stream[0][:NAME_SHOWN]}')")
+            return self._unmappable(stream, Unmappable(OTHER_STREAM, position), f" ('{shown(stream[0])}')")
         ready = None
         for mapper, lane in routes:
             try:
                 mapped = mapper(data, emitted_at, position)
                 if type(mapped) is Unmappable:
-                    self._unmappable(mapped)
+                    self._unmappable(stream, mapped)
                     continue
                 full = lane.builder.add(mapped)
             except ItemTooLarge:
-                self._unmappable(
-                    Unmappable(f"item larger than max_request_bytes ({self.config.max_request_bytes})", position)
-                )
+                reason = f"item larger than max_request_bytes ({self.config.max_request_bytes})"
+                self._unmappable(stream, Unmappable(reason, position))
                 continue
             except Exception as error:
-                self._unmappable(Unmappable(failure_reason(error), position))
+                self._unmappable(stream, Unmappable(failure_reason(error), position))
                 continue
+            self.checkpoints.note(stream, lane.builder.batch.number)
             if mapped.notes:
                 stats.adjusted.update(mapped.notes)
             if full is not None:
@@ -199,7 +208,8 @@ class Sync:
         if line.stream is not None:
             self.stats.records_read += 1
             self.checkpoints.received[line.stream] += 1
-            return self._unmappable(Unmappable(line.reason, line.line), what="Input line")
+            unmappable = Unmappable(line.reason, line.line)
+            return self._unmappable(line.stream, unmappable, what="Input line", at=self.stats.records_read)
         if self.fail_on_rejection:
             raise config_error(f"Input line {line.line} cannot be read (on_rejected_record is 'fail'): {line.reason}")
         if line.reason not in self.stats.unreadable:
@@ -211,17 +221,32 @@ class Sync:
         tally(self.stats.unreadable, line.reason)
         return None
 
-    def _state(self, state: State) -> list[dict[str, Any]]:
-        """Holds a STATE until every batch numbered so far is settled; sends batches open for a while, so
-        no STATE waits long on a slow stream."""
+    def _state(self, state: State) -> list[bytes]:
+        """Holds a STATE until the batches holding its records are settled; while too many STATEs wait, reads
+        nothing more until some pass."""
+        for lane in self.lanes.values():
+            lane.builder.barrier()
+        ready = self.checkpoints.add(state, self.numbers.last, self.stats.records_read) + self._tick()
+        checkpoints = self.checkpoints
+        while checkpoints.held_bytes > HELD_STATE_BYTES or checkpoints.held_count > HELD_STATES:
+            results: list[BatchResult] = []
+            for lane in self.lanes.values():
+                results += lane.submit(lane.builder.seal())
+            if not any(lane.pipeline.in_flight for lane in self.lanes.values()):
+                break
+            for lane in self.lanes.values():
+                results += lane.pipeline.wait_any(TICK_SECONDS)
+            ready += self._settle(results)
+        return ready
+
+    def _tick(self) -> list[bytes]:
+        """Sends batches open for a while, and passes the STATEs that sends settled meanwhile."""
         results: list[BatchResult] = []
         for lane in self.lanes.values():
             if lane.builder.older_than(FLUSH_AFTER_SECONDS):
                 results += lane.submit(lane.builder.seal())
-        ready = self.checkpoints.add(state, self.numbers.last, self.stats.records_read)
-        for lane in self.lanes.values():
             results += lane.pipeline.poll()
-        return ready + self._settle(results)
+        return self._settle(results)
 
     def _failure(self) -> BaseException:
         """What stopped the senders: the first error of any lane that is not Stopped."""
@@ -231,21 +256,27 @@ class Sync:
                 return error
         return Stopped()
 
-    def _settle(self, results: list[BatchResult]) -> list[dict[str, Any]]:
-        ready: list[dict[str, Any]] = []
+    def _settle(self, results: list[BatchResult]) -> list[bytes]:
+        ready: list[bytes] = []
         for result in results:
             self.stats.add(result)
             for rejection in result.rejections:
+                if rejection.stream is not None:
+                    self.checkpoints.reject(rejection.stream, rejection.position)
                 if self.rejections_logged < REJECTIONS_LOGGED:
                     self.rejections_logged += 1
                     logger.warning("Heap rejected record %d: %s", rejection.position, rejection.reason)
             ready += self.checkpoints.settle(result.number)
         return ready
 
-    def _unmappable(self, unmappable: Unmappable, detail: str = "", what: str = "Record") -> None:
+    def _unmappable(
+        self, stream: StreamKey, unmappable: Unmappable, detail: str = "", what: str = "Record", at: int | None = None
+    ) -> None:
+        """Counts a record that cannot be sent; `at` is its place among records when `what` numbers lines."""
         where = f"{what} {unmappable.position}"
         if self.fail_on_rejection:
             raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}{detail}")
+        self.checkpoints.reject(stream, at or unmappable.position)
         if unmappable.reason not in self.stats.unmappable:
             logger.warning(
                 "%s cannot be sent to Heap: %s%s. Later ones with this reason are counted, not logged.",
@@ -256,6 +287,7 @@ class Sync:
         tally(self.stats.unmappable, unmappable.reason)
 
     def _summary_message(self) -> AirbyteMessage:
+        self.stats.paced_seconds = sum(lane.pacer.paced_seconds for lane in self.lanes.values())
         return AirbyteMessage(
             type=Type.TRACE,
             trace=AirbyteTraceMessage(

@@ -52,7 +52,9 @@ class Faults:
 
     fail_rate: float = 0.0
     fail_status: int = 500
+    fail_path: str = ""
     throttle_rate: float = 0.0
+    throttle_first: int = 0
     retry_after: float | None = 1.0
     drop_rate: float = 0.0
     latency: float = 0.0
@@ -74,6 +76,36 @@ class Faults:
     trickle_rate: float = 0.0
     trickle_interval: float = 0.5
     seed: int = 1
+
+
+FAULT_HELP = {
+    "fail_rate": "share of requests answered with fail_status",
+    "fail_status": "the status of a failed answer (default 500)",
+    "fail_path": "an API path (/api/track, ...) whose every request fails with fail_status",
+    "throttle_rate": "share of requests answered 429",
+    "throttle_first": "how many first requests are answered 429",
+    "retry_after": "the Retry-After seconds sent with a 429",
+    "drop_rate": "share of requests accepted but whose connection is cut before the answer",
+    "latency": "seconds every request waits before its answer",
+    "stall_rate": "share of requests that wait stall_seconds before the answer",
+    "stall_seconds": "how long a stalled request waits",
+    "stall_first": "how many first requests stall",
+    "rate_limit": "items allowed per rate_window for the app (0: no limit)",
+    "rate_window": "the app limit's window in seconds",
+    "rate_fixed": "count the app limit in fixed windows instead of a sliding one",
+    "identity_limit": "events (track) or requests (property APIs) allowed per identity per identity_window",
+    "identity_window": "the identity limit's window in seconds",
+    "poison": "refuse (400) any item with a property value holding this text",
+    "max_body_bytes": "answer 413 to a body larger than this (0: no cap)",
+    "keep_items": "keep accepted items to show them (off for long benchmarks)",
+    "validate": "check items against Heap's documented rules",
+    "echo_body": "quote the request in error answers, as some servers do",
+    "redirect_status": "answer every request with this 3xx status",
+    "redirect_to": "where a redirect points",
+    "trickle_rate": "share of answers sent one byte per trickle_interval",
+    "trickle_interval": "seconds between the bytes of a trickled answer",
+    "seed": "the random seed of every share above",
+}
 
 
 class BadRequest(Exception):
@@ -186,7 +218,7 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 roll = state.random.random
                 fail, throttle, drop, stall, trickle = (
                     roll() < faults.fail_rate,
-                    roll() < faults.throttle_rate,
+                    roll() < faults.throttle_rate or state.requests <= faults.throttle_first,
                     roll() < faults.drop_rate,
                     roll() < faults.stall_rate or state.requests <= faults.stall_first,
                     faults.trickle_rate > 0 and roll() < faults.trickle_rate,
@@ -198,7 +230,7 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 time.sleep(faults.latency)
             if stall:
                 time.sleep(faults.stall_seconds)
-            if fail:
+            if fail or self.path == faults.fail_path:
                 self._error(faults.fail_status, "internal error", body)
                 return
             if throttle:
@@ -461,6 +493,7 @@ def main() -> None:
             f"--{knob.name.replace('_', '-')}",
             type=_knob_type(knob.default),
             default=knob.default,
+            help=f"{FAULT_HELP[knob.name]} (default: {knob.default!r})",
         )
     args = parser.parse_args()
     faults = Faults(**{knob.name: getattr(args, knob.name) for knob in dataclasses.fields(Faults)})

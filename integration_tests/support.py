@@ -131,6 +131,7 @@ def run_connector(
                 for message in messages:
                     line = message if isinstance(message, bytes) else json.dumps(message).encode()
                     process.stdin.write(line + b"\n")
+                    process.stdin.flush()
                 process.stdin.close()
             except BrokenPipeError:
                 pass

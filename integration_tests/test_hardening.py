@@ -32,7 +32,7 @@ def test_a_redirect_is_a_failure_naming_where_it_pointed_and_nothing_reaches_the
     assert run.returncode != 0 and run.states == []
     error = run.errors[0]
     assert error["failure_type"] == "config_error"
-    assert f"answered HTTP {status}: redirected to {target.url}" in error["message"]
+    assert f'answered HTTP {status} ("redirected to {target.url}")' in error["message"]
     assert f"redirected to {target.url}" in check.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["message"]
     assert_clean(run)
 

@@ -41,10 +41,11 @@ def test_every_state_comes_back_as_sent_plus_destination_stats_in_order_with_the
     run = run_connector("write", config_for(sandbox), messages)
     assert run.returncode == 0, run.stderr
     out = run.of_type("STATE")
-    expected_counts = [1.0, 1.0, 3.0, 2.0, 0.0, 2.0, 1.0, 0.0]
+    expected_counts = [(0, 1), (0, 1), (3, 0), (1, 1), (0, 0), (1, 1), (1, 0), (0, 0)]
     assert [m["state"]["id"] for m in out] == [m["state"]["id"] for m in sent]
     for came, went, count in zip(sent, out, expected_counts, strict=True):
-        came["state"]["destinationStats"] = {"recordCount": count}
+        delivered, rejected = count
+        came["state"]["destinationStats"] = {"recordCount": delivered, "rejectedRecordCount": rejected}
         assert went == came
         assert list(went["state"])[: len(came["state"])] == list(came["state"])
     assert sorted(e["properties"]["seq"] for e in sandbox.items("events")) == [0, 1, 4, 5, 6, 8]
@@ -68,7 +69,9 @@ def test_records_match_the_catalog_stream_by_name_and_namespace(sandbox):
     assert run.returncode == 0, run.stderr
     assert [e["properties"]["seq"] for e in sandbox.items("events")] == [0]
     assert run.summary["unmappable_by_reason"] == {"record of a stream not in the catalog": 2}
-    assert [m["state"]["destinationStats"]["recordCount"] for m in run.of_type("STATE")] == [1.0]
+    assert [m["state"]["destinationStats"] for m in run.of_type("STATE")] == [
+        {"recordCount": 1.0, "rejectedRecordCount": 0.0}
+    ]
 
 
 def test_a_malformed_state_is_a_clear_error_and_nothing_after_it_passes(sandbox):

@@ -71,7 +71,11 @@ def test_dry_run_maps_and_counts_but_sends_nothing_and_passes_no_state(sandbox):
     assert len(payloads) == 3
     first = json.loads(payloads[0].split("\n", 1)[1])
     assert first["identity"] == "user0@example.com" and first["event"] == "Signed Up"
-    assert run.summary["records_delivered"] == 2500 and run.summary["requests"] == 3
+    assert run.summary["records_delivered"] == 0 and run.summary["requests"] == 0
+    assert run.summary["dry_run"] is True and run.summary["records_that_would_be_sent"] == 2500
+    assert any(
+        "2500 records read, 2500 would be sent" in line for line in run.logs if line.startswith("Dry run finished")
+    )
     assert "Dry run: 3 STATE messages withheld." in run.logs
 
 
@@ -79,7 +83,7 @@ def test_the_dry_run_flag_needs_no_network_at_all():
     config = {"app_id": "11", "base_url": "https://heap.invalid", "api": TRACK}
     run = run_connector("write", config, stream_messages(50), extra_args=["--dry-run"])
     assert run.returncode == 0, run.stderr
-    assert run.summary["records_delivered"] == 50
+    assert run.summary["records_that_would_be_sent"] == 50 and run.summary["records_delivered"] == 0
     assert sum(line.startswith("Dry run: record ") for line in run.logs) == 10
 
 

@@ -112,3 +112,18 @@ def test_merged_updates_never_take_a_request_over_the_byte_cap(keys):
     assert all(len(BODY(batch)) <= cap for batch in batches)
     assert sum(b.records for b in batches) == len(keys)
     assert all(len({i.key for i in batch.items}) == len(batch) for batch in batches)
+
+
+def test_no_merge_crosses_a_state_and_a_merged_item_keeps_each_update():
+    builder = BatchBuilder(BODY, 10_000_000, merge=True)
+    assert builder.add(item("jo", 1, plan="free")) is None
+    assert builder.add(item("jo", 2, seats="5")) is None
+    merged = builder.batch.items[0]
+    assert [update.position for update in merged.merged] == [1, 2] and merged.records == 2
+    builder.add(item("al", 3, plan="pro"))
+    builder.barrier()
+    sealed = builder.add(item("jo", 4, plan="pro"))
+    assert sealed is not None, "an update after the STATE opens the next batch instead of merging"
+    assert [i.position for i in sealed.items] == [2, 3]
+    assert builder.add(item("al", 5, plan="team")) is None, "after the seal, merging starts afresh"
+    assert [i.records for i in builder.batch.items] == [1, 1]

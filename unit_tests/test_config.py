@@ -93,7 +93,10 @@ def test_mappings_load_streams_by_name():
         ({"api": {**TRACK, "event_column": None, "event_name": " "}}, "event_name is empty: give it a value"),
         ({"api": {"api_type": "track", "identity_column": "e"}}, "set exactly one of event_column"),
         ({"api": {**TRACK, "event_column": None, "event_name": "x" * 1025}}, "1024-character event names"),
-        ({"api": {**TRACK, "property_columns": "plan, -ssn"}}, "'-ssn' leaves a column out of '*'"),
+        (
+            {"api": {**TRACK, "property_columns": "plan, -ssn"}},
+            "'-ssn' leaves out nothing: property_columns has no '*'",
+        ),
         ({"api": {**TRACK, "property_columns": "*, a as X, b as X"}}, "both be sent as property 'X'"),
         ({"api": {**TRACK, "property_columns": "*, ssn, -ssn"}}, "'ssn' is both named and left out"),
         ({"api": {**TRACK, "property_columns": "*, plan as "}}, "needs a column and a Heap name"),
@@ -124,10 +127,60 @@ def test_spec_and_model_know_the_same_options():
     assert set(spec) == set(HeapConfig.model_fields)
     mapping = spec["mappings"]["items"]
     assert set(mapping["properties"]) == set(StreamMapping.model_fields)
-    assert mapping["properties"]["api"]["oneOf"] == spec["api"]["oneOf"], "a mapping's api is the top-level api"
+    *apis, unset = spec["api"]["oneOf"]
+    assert unset["properties"]["api_type"]["const"] == "none", "the form can say: no api, use mappings"
+    assert mapping["properties"]["api"]["oneOf"] == apis, "a mapping's api is the top-level api"
     spec_apis = {option["properties"]["api_type"]["const"]: option for option in spec["api"]["oneOf"]}
     for model in TrackApi, UserPropertiesApi, AccountPropertiesApi:
         api_type = model.model_fields["api_type"].annotation.__args__[0]
         option = spec_apis[api_type]
         assert set(option["properties"]) == set(model.model_fields)
         assert set(option["required"]) == {name for name, field in model.model_fields.items() if field.is_required()}
+
+
+def _closed(node):
+    """Every object schema in the spec that does not refuse unknown keys."""
+    if isinstance(node, dict):
+        schema = isinstance(node.get("properties"), dict) and ("type" in node or "required" in node)
+        if schema and node.get("additionalProperties") is not False:
+            yield node.get("title", "?")
+        for value in node.values():
+            yield from _closed(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _closed(value)
+
+
+def test_a_misspelt_option_is_refused_with_the_option_meant():
+    assert "api.track: unknown option 'property_column'; did you mean 'property_columns'?" in error_of(
+        api={**TRACK, "property_column": "uid"}
+    )
+    assert "unknown option 'on_rejected_records'; did you mean 'on_rejected_record'?" in error_of(
+        on_rejected_records="fail"
+    )
+    assert "unknown option 'max_event_per_minute'; did you mean 'max_events_per_minute'?" in error_of(
+        max_event_per_minute=5
+    )
+    mapping = {"stream": "users", "api": TRACK, "namspace": "x"}
+    assert "mappings.0: unknown option 'namspace'; did you mean 'namespace'?" in error_of(api=None, mappings=[mapping])
+    assert list(_closed(SPEC["connectionSpecification"])) == [], "the spec refuses unknown keys at every level"
+
+
+def test_an_unknown_api_type_names_the_valid_ones():
+    message = error_of(api={"api_type": "identfy", "identity_column": "e"})
+    assert message == (
+        "Invalid configuration: api: 'identfy' is not an API type; "
+        "use one of track, add_user_properties, add_account_properties"
+    )
+
+
+def test_api_and_mappings_together_is_reported_as_such_even_half_filled():
+    message = error_of(api={"api_type": "add_user_properties"}, mappings=[{"stream": "users", "api": TRACK}])
+    assert "set either api" in message and "not both" in message and "identity_column" not in message
+    unset = parse(api={"api_type": "none"}, mappings=[{"stream": "users", "api": TRACK}])
+    assert unset.api is None and len(unset.mappings) == 1
+    assert "set api" in error_of(api={"api_type": "none"})
+
+
+def test_a_base_url_without_a_scheme_says_so():
+    assert "has no scheme: write it as https://heapanalytics.com" in error_of(base_url="heapanalytics.com")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from destination_heap_analytics.batching import Batch, RequestBody
 from destination_heap_analytics.client import VOCABULARY, HeapClient, Verdict, heap_words, retry_after_seconds
-from destination_heap_analytics.delivery import BatchSender, RetryPolicy, SplitPolicy
+from destination_heap_analytics.delivery import BatchSender, FailFast, RetryPolicy, SplitPolicy, Stopped
 from destination_heap_analytics.mapping import HeapItem
 from destination_heap_analytics.pacing import TRACK_PER_IDENTITY, AppRate, Pacer
 
@@ -38,7 +38,7 @@ def sender(retry_seconds=30.0, fail_fast=False, pacer=None, clock=time.monotonic
         "11",
         RetryPolicy(retry_seconds),
         threading.Event(),
-        fail_fast=fail_fast,
+        fail_fast=FailFast() if fail_fast else None,
         jitter=lambda: 0.0,
         clock=clock,
     )
@@ -71,8 +71,9 @@ def test_answers_are_classified(requests_mock, status, text, verdict):
 
 def test_only_the_vocabulary_of_errors_leaves_an_answer():
     echo = '{"error": "Invalid identity", "request": {"identity": "jo@x.io", "properties": {"jo_x_io": 42}}}'
-    assert heap_words(echo) == "error invalid identity request properties"
-    assert heap_words("\\u006a\\u006f@x.io is not a valid value for id") == "is not a valid value for id"
+    assert heap_words(echo) == "error invalid identity request identity … properties …"
+    assert heap_words("\\u006a\\u006f@x.io is not a valid value for id") == "… is not a valid value for id"
+    assert heap_words("properties must be non-empty") == "properties must be non-empty"
     assert len(heap_words("invalid " * 10_000 + " ".join(sorted(VOCABULARY)))) < 200
 
 
@@ -80,7 +81,7 @@ def test_a_redirect_names_only_where_it_points(requests_mock):
     location = "https://user:secret@evil.test:8443/steal?email=jo@x.io"
     requests_mock.post(URL, status_code=308, headers={"Location": location})
     answer = HeapClient(URL).post(b"{}")
-    assert answer.describe() == "HTTP 308: redirected to https://evil.test:8443"
+    assert answer.describe() == 'HTTP 308 ("redirected to https://evil.test:8443")'
     assert requests_mock.call_count == 1
 
 
@@ -98,6 +99,9 @@ def test_retry_after_in_seconds_or_as_a_date():
     assert 28 <= retry_after_seconds(in_half_a_minute) <= 30
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+    assert retry_after_seconds("-5") == 0.0
+    assert retry_after_seconds("nan") is None
+    assert retry_after_seconds("inf") is None
 
 
 def test_transient_faults_and_throttling_are_retried_with_the_same_body(requests_mock):
@@ -130,7 +134,7 @@ def test_a_400_is_narrowed_down_to_the_refused_items(requests_mock):
     requests_mock.post(URL, text=refusing("poison", '{"error": "property value refused"}'))
     result = sender().send(batch("a", "b", "poison", "c", "d", "e", "f"))
     assert result.items == 6
-    assert [(r.position, r.records) for r in result.rejections] == [(3, 1)]
+    assert [r.position for r in result.rejections] == [3]
     assert "property value refused" in result.rejections[0].reason
     accepted = [r for r in requests_mock.request_history if "poison" not in sent_identities(r)]
     assert sorted(i for r in accepted for i in sent_identities(r)) == ["a", "b", "c", "d", "e", "f"]
@@ -201,10 +205,11 @@ def test_the_retry_budget_runs_from_the_first_retryable_answer():
     assert policy.attempts == 0, "increment returns a new policy"
 
 
-def test_retry_delay_is_retry_after_else_capped_jittered_backoff():
+def test_retry_delay_is_the_longer_of_retry_after_and_capped_jittered_backoff():
     policy = RetryPolicy(600, backoff_base=1.0, backoff_cap=60.0)
     assert policy.increment(0).delay(7.0, jitter=0.5) == 7.0
     assert policy.increment(0).delay(None, jitter=0.5) == 1.0
+    assert policy.increment(0).delay(0.0, jitter=0.5) == 1.0, "Retry-After: 0 still backs off"
     tenth = policy
     for _ in range(10):
         tenth = tenth.increment(0)
@@ -227,7 +232,7 @@ def test_pacing_waits_count_against_the_retry_budget(requests_mock):
     throttled = sender(retry_seconds=15, pacer=pacer, clock=lambda: clock[0])
     throttled.stop = Stop()
     with pytest.raises(AirbyteTracedException, match="15s retry budget"):
-        throttled.send(batch(*(f"u{n}" for n in range(100))))
+        throttled.send(batch(*(f"u{n}" for n in range(pacer.app.burst))))
     assert clock[0] <= 15.0
     assert requests_mock.call_count >= 2
 
@@ -261,3 +266,49 @@ def test_proxy_and_ca_bundle_come_from_the_environment_once(monkeypatch):
     assert session.proxies["https"] == "http://proxy.test:3128"
     assert session.verify == "/etc/ssl/corporate.pem"
     assert "http" not in HeapClient("http://127.0.0.1:9/api/track").session.proxies
+
+
+def test_a_refused_merged_update_is_resent_as_each_records_own_so_only_the_bad_one_is_rejected(requests_mock):
+    sent = []
+
+    def answer(request, context):
+        users = request.json()["users"]
+        sent.append([user["properties"] for user in users])
+        context.status_code = 400 if any("bad" in user["properties"].values() for user in users) else 200
+        return "{}"
+
+    requests_mock.post(URL, text=answer)
+    updates = [
+        HeapItem("jo", {"identity": "jo", "properties": properties}, n, stream=("users", None))
+        for n, properties in enumerate([{"plan": "free"}, {"age": "bad"}, {"plan": "pro"}], 1)
+    ]
+    body = {"identity": "jo", "properties": {"plan": "pro", "age": "bad"}}
+    merged = HeapItem("jo", body, 3, 3, (), None, tuple(updates))
+    users = BatchSender(
+        HeapClient(URL),
+        Pacer(AppRate(None), TRACK_PER_IDENTITY),
+        RequestBody("11", "users"),
+        "11",
+        RetryPolicy(30),
+        threading.Event(),
+        jitter=lambda: 0.0,
+    )
+    result = users.send(Batch(1, [merged], [orjson.dumps(merged.body)]))
+    assert [(r.stream, r.position) for r in result.rejections] == [(("users", None), 2)]
+    assert sent[1:] == [[{"plan": "free"}], [{"age": "bad"}], [{"plan": "pro"}]], "each update alone, in order"
+    assert result.records == 2
+
+
+def test_with_fail_the_first_refusal_stops_every_other_sender(requests_mock):
+    requests_mock.post(URL, status_code=400, text='{"error": "refused"}')
+    shared = FailFast()
+    assert shared.claim()
+    other = sender()
+    other.fail_fast = shared
+    claimed_elsewhere = threading.Thread(target=lambda: None)
+    claimed_elsewhere.start()
+    claimed_elsewhere.join()
+    shared.owner = claimed_elsewhere.ident
+    with pytest.raises(Stopped):
+        other.send(batch("a", "b"))
+    assert requests_mock.call_count == 0

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from destination_heap_analytics.config import HeapConfig
 from destination_heap_analytics.mapping import (
     BAD_EMITTED_AT,
+    GAVE_WAY,
     ID_PROPERTY_LEFT_OUT,
     KEY_FROM_RECORD_HASH,
     MISSING,
@@ -330,3 +331,46 @@ def test_a_flattened_reference_is_held_back_from_star_where_it_was_found():
     api = {"api_type": "add_account_properties", "account_id_column": "id", "property_columns": "*, -billing_card"}
     item = map_one(api, {"id": "a1", "billing": {"card": "4111", "plan": "pro"}})
     assert item.body["properties"] == {"id": "a1", "billing.plan": "pro"}
+
+
+def test_left_out_columns_are_matched_to_the_source_path_of_what_would_be_sent():
+    record = {
+        "email": "jo@x.io",
+        "card": {"number": "4111", "brand": "visa"},
+        "billing": {"card.number": "4111", "zip": {"code": "0150"}},
+        "meta.v2": "4111",
+    }
+    api = {**USER_API, "identity_column": "email"}
+    renamed = map_one(
+        {**api, "property_columns": "card as Payment, *, -card.number, -billing.card.number, -meta.v2"}, record
+    )
+    assert renamed.body["properties"] == {"Payment.brand": "visa", "email": "jo@x.io", "billing.zip.code": "0150"}
+    flattened = map_one({**api, "property_columns": "*, -card_number, -billing_zip"}, record)
+    assert flattened.body["properties"] == {
+        "email": "jo@x.io",
+        "card.brand": "visa",
+        "billing.card.number": "4111",
+        "meta.v2": "4111",
+    }
+
+
+def test_star_leaves_out_the_columns_of_heaps_own_fields_but_keeps_the_key():
+    api = {"api_type": "track", "event_column": "event_name", "identity_column": "email", "timestamp_column": "at"}
+    record = {"email": "jo@x.io", "event_name": "Signed Up", "at": " 2024-01-05T10:00:00+00:00 ", "plan": "pro"}
+    event = map_one(api, record)
+    assert event.body["properties"] == {"email": "jo@x.io", "plan": "pro"}
+    assert event.body["timestamp"] == "2024-01-05T10:00:00+00:00", "sent as checked: stripped"
+    named = map_one({**api, "property_columns": "*, event_name"}, record)
+    assert named.body["properties"]["event_name"] == "Signed Up"
+
+
+def test_a_star_column_that_gives_way_to_a_named_one_is_counted():
+    event = map_one(
+        {**USER_API, "identity_column": "email", "property_columns": "email as name, *"},
+        {
+            "email": "jo@x.io",
+            "name": "Jo",
+        },
+    )
+    assert event.body["properties"] == {"name": "jo@x.io"}
+    assert GAVE_WAY in event.notes

@@ -41,13 +41,17 @@ def test_lines_become_records_states_or_reasons():
         b"[1]",
         b"{oops",
         b"[" * 3000 + b"]" * 3000,
+        b'{"type":["RECORD"],"record":{}}',
+        b'{"type":{"STATE":1}}',
     ]
     messages = list(read_lines(lines))
     assert messages[0] == (("s", "n"), {"a": 1}, 5)
-    assert messages[1] == State(parse_json(lines[1]), ("s", None))
+    assert messages[1] == State(lines[1], ("s", None))
     assert messages[2:] == [
         Unreadable(3, NO_DATA, ("s", None)),
         Unreadable(6, NOT_A_MESSAGE),
         Unreadable(7, NOT_JSON),
         Unreadable(8, TOO_DEEP),
+        Unreadable(9, NOT_A_MESSAGE),
+        Unreadable(10, NOT_A_MESSAGE),
     ]

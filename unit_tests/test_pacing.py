@@ -15,6 +15,9 @@ import pytest
 
 from destination_heap_analytics.pacing import (
     AIM,
+    DEEPEST_CUT,
+    FLOOR,
+    FLOOR_SHARE,
     PROBE_INTERVAL,
     PROPERTIES_PER_IDENTITY,
     RECEIPT_MARGIN,
@@ -23,6 +26,7 @@ from destination_heap_analytics.pacing import (
     IdentityCounts,
     IdentityLimit,
     Pacer,
+    largest_request,
 )
 from integration_tests.heap_sandbox import Window
 
@@ -106,6 +110,77 @@ def test_when_heap_allows_half_the_configured_limit_the_pacer_finds_it(seconds, 
     assert throttled_share <= 0.15
 
 
+@pytest.mark.parametrize("per_minute", [15_000, 3_000, 500, 40])
+def test_no_minute_holds_more_than_the_ceiling_and_no_request_more_than_fits(per_minute):
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(AppRate(per_minute), NO_IDENTITY_LIMIT, clock=clock)
+    burst = pacer.app.burst
+    assert burst == largest_request(per_minute) <= per_minute * (1 - AIM) + 1
+    window = Window(per_minute, 60.0, False, 0.0)
+    rng = random.Random(per_minute)
+    while clock.now < 1000.0 + 600:
+        units = rng.randint(1, burst)
+        sent_at = pacer.reserve(["k"] * units, stop)
+        assert window.wait(units, sent_at) == 0, f"{units} items at {sent_at - 1000:.1f}s would pass {per_minute}/min"
+        window.add(units, sent_at)
+        pacer.passed(units)
+    assert window.total >= 0.9 * per_minute, "the pace still uses the minute"
+
+
+def test_one_early_throttle_is_forgotten_within_two_minutes():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(AppRate(15_000), NO_IDENTITY_LIMIT, clock=clock)
+    pacer.passed(3) if pacer.reserve(["k"] * 3, stop) else None
+    clock.now += 5.0
+    pacer.throttled(pacer.reserve(["k"] * 3, stop), 1.0)
+    ceiling = pacer.app.ceiling
+    assert DEEPEST_CUT * ceiling <= pacer.app.rate < ceiling
+    start = clock.now
+    sent = []
+    while clock.now < start + 180:
+        sent_at = pacer.reserve(["k"] * pacer.app.burst, stop)
+        pacer.passed(pacer.app.burst)
+        sent.append(sent_at)
+    late = [t for t in sent if start + 120 <= t < start + 180]
+    assert len(late) * pacer.app.burst / 60 >= 0.9 * ceiling
+
+
+def test_throttling_never_takes_the_rate_below_its_floor():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(AppRate(15_000), NO_IDENTITY_LIMIT, clock=clock)
+    for _ in range(50):
+        sent_at = pacer.reserve(["k"] * 10, stop)
+        clock.now += 1.0
+        pacer.throttled(sent_at, 0.0)
+    assert pacer.app.rate == pytest.approx(pacer.app.ceiling * FLOOR_SHARE)
+    unlimited = Pacer(AppRate(None), NO_IDENTITY_LIMIT, clock=clock)
+    rates = []
+    for _ in range(50):
+        sent_at = unlimited.reserve(["k"] * 10, stop)
+        clock.now += 0.05
+        unlimited.passed(10)
+        sent_at = unlimited.reserve(["k"] * 10, stop)
+        clock.now += 0.05
+        unlimited.throttled(sent_at, 0.0)
+        rates.append(unlimited.app.rate)
+    assert min(rates) == FLOOR
+
+
+def test_a_quiet_source_says_nothing_of_what_heap_accepts():
+    clock = FakeClock()
+    stop = AdvancingStop(clock)
+    pacer = Pacer(AppRate(None), NO_IDENTITY_LIMIT, clock=clock)
+    for _ in range(10):
+        pacer.reserve(["k"] * 5, stop)
+        clock.now += 0.05
+        pacer.passed(5)
+        clock.now += 10.0
+    assert pacer.app.measured(clock.now) == pytest.approx(50 / 0.5), "items per second while a request was out"
+
+
 def test_without_a_ceiling_nothing_waits_until_heap_throttles():
     clock = FakeClock()
     stop = AdvancingStop(clock)
@@ -150,10 +225,11 @@ def test_a_reservation_that_cannot_go_before_the_deadline_gives_up_at_once():
     clock = FakeClock()
     stop = AdvancingStop(clock)
     pacer = Pacer(AppRate(600), NO_IDENTITY_LIMIT, clock=clock)
-    pacer.reserve(["k"] * 100, stop)
-    assert pacer.reserve(["k"] * 100, stop, deadline=clock.now + 1.0) is None
+    assert pacer.app.burst == 18
+    pacer.reserve(["k"] * 18, stop)
+    assert pacer.reserve(["k"] * 18, stop, deadline=clock.now + 1.0) is None
     assert clock.now == 1000.0
-    assert pacer.reserve(["k"] * 100, stop, deadline=clock.now + 20.0) is not None
+    assert pacer.reserve(["k"] * 18, stop, deadline=clock.now + 20.0) is not None
 
 
 def test_per_identity_limit_for_property_apis_counts_requests():
@@ -210,7 +286,7 @@ def test_identity_counts_take_fixed_memory_and_never_hold_back_a_fresh_identity(
 
 def test_waiting_counts_senders_held_by_the_pacer():
     pacer = Pacer(AppRate(1000), NO_IDENTITY_LIMIT)
-    pacer.reserve(["a"] * 1000, threading.Event())
+    pacer.reserve(["a"] * pacer.app.burst, threading.Event())
     stop = threading.Event()
     held = threading.Thread(target=pacer.reserve, args=(["b"], stop))
     held.start()

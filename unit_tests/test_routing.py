@@ -56,7 +56,7 @@ def test_two_event_mappings_of_one_record_get_different_keys():
         config(
             {"stream": "users", "api": TRACK},
             {"stream": "users", "api": {**TRACK, "event_column": None, "event_name": "Signed Up"}},
-            {"stream": "users", "api": {**TRACK, "event_column": "plan"}},
+            {"stream": "users", "api": {**TRACK, "event_column": None, "event_name": "Upgraded"}},
             {"stream": "users", "api": USERS},
         ),
         catalog(("users", None)),
@@ -64,6 +64,23 @@ def test_two_event_mappings_of_one_record_get_different_keys():
     event_keys = keys(found)[:3]
     assert len(set(event_keys)) == 3
     assert keys(found)[3] is None, "user properties carry no idempotency key"
+
+
+def test_two_event_column_mappings_of_one_stream_are_refused_rather_than_rekeyed():
+    with pytest.raises(AirbyteTracedException) as caught:
+        routes(
+            config({"stream": "users", "api": TRACK}, {"stream": "users", "api": {**TRACK, "event_column": "plan"}}),
+            catalog(("users", None)),
+        )
+    assert "same idempotency keys" in caught.value.message and "fixed event_name" in caught.value.message
+
+
+def test_a_mapping_without_a_namespace_takes_the_stream_without_one():
+    found = routes(
+        config({"stream": "users", "api": TRACK}, {"stream": "users", "namespace": "b", "api": TRACK}),
+        catalog(("users", None), ("users", "b")),
+    )
+    assert [route.key for route in found] == [("users", None), ("users", "b")]
 
 
 def test_a_lone_event_column_mapping_keeps_its_keys_when_an_event_name_mapping_joins():
@@ -105,7 +122,7 @@ def test_mappings_match_by_name_and_namespace():
         (
             [{"stream": "users", "api": TRACK}, {"stream": "users", "api": TRACK}],
             [("users", None)],
-            "send the same events",
+            "same idempotency keys",
         ),
     ],
 )
