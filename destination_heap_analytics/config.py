@@ -274,6 +274,59 @@ class StreamMapping(BaseModel):
         return f"{self.namespace}.{self.stream}" if self.namespace else self.stream
 
 
+class NoStorage(BaseModel):
+    """Rejected records are counted and logged by position, not kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage_type: Literal["None"]
+
+
+class S3Storage(BaseModel):
+    """Rejected records are kept in the user's S3 (or S3-compatible) bucket, with their reasons."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage_type: Literal["S3"]
+    s3_bucket_name: str
+    s3_bucket_region: str = ""
+    bucket_path: str = ""
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    s3_endpoint: str | None = None
+    format: Literal["CSV", "JSONL"] = "CSV"
+
+    @field_validator("s3_bucket_name")
+    @classmethod
+    def _bucket_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: name the bucket rejected records are written to")
+        return value.strip()
+
+    @field_validator("bucket_path")
+    @classmethod
+    def _path_trimmed(cls, value: str) -> str:
+        return value.strip().strip("/")
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = parse_url(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.host or parts.auth is not None:
+            raise ValueError("must be http(s)://host[:port] of an S3-compatible store, without a user name or password")
+        return value.strip().rstrip("/")
+
+    @property
+    def where(self) -> str:
+        """The store as people read it: `s3://bucket/path`."""
+        return f"s3://{self.s3_bucket_name}/{self.bucket_path}".rstrip("/")
+
+
+StorageConfig = Annotated[NoStorage | S3Storage, Field(discriminator="storage_type")]
+
+
 class HeapConfig(BaseModel):
     """Everything the user configures, validated."""
 
@@ -292,6 +345,7 @@ class HeapConfig(BaseModel):
     progress_interval_seconds: int = Field(30, ge=1)
     dry_run: bool = False
     dry_run_payloads: int = Field(10, ge=0)
+    object_storage_config: StorageConfig | None = None
 
     @field_validator("app_id", mode="before")
     @classmethod
@@ -405,6 +459,8 @@ def _json_kind(value: Any) -> str:
 UNSET_API = ({}, {"api_type": "none"})
 """What an api form left unset says: nothing, or the form's own 'None: use Mappings' choice."""
 
+STORAGE_MODELS: dict[str, type[BaseModel]] = {"None": NoStorage, "S3": S3Storage}
+
 API_MODELS: dict[str, type[_Api]] = {
     "track": TrackApi,
     "add_user_properties": UserPropertiesApi,
@@ -418,9 +474,12 @@ def _describe(error: Mapping[str, Any]) -> str:
         return _unknown_option(loc)
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         where = ".".join(map(str, loc))
-        found = error.get("input", {}).get("api_type") if isinstance(error.get("input"), Mapping) else None
-        said = f"'{str(found)[:40]}' is not an API type" if found is not None else "api_type is missing"
-        return f"{where}: {said}; use one of {', '.join(API_MODELS)}"
+        tag, kinds = (
+            ("storage_type", STORAGE_MODELS) if where.startswith("object_storage") else ("api_type", API_MODELS)
+        )
+        found = error.get("input", {}).get(tag) if isinstance(error.get("input"), Mapping) else None
+        said = f"{tag} '{str(found)[:40]}' is unknown" if found is not None else f"{tag} is missing"
+        return f"{where}: {said}; use one of {', '.join(kinds)}"
     where = ".".join(map(str, loc))
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
@@ -432,6 +491,8 @@ def _unknown_option(loc: list[Any]) -> str:
     for part in loc[:-1]:
         if part in API_MODELS:
             model = API_MODELS[part]
+        elif part in STORAGE_MODELS:
+            model = STORAGE_MODELS[part]
         elif part == "mappings":
             model = StreamMapping
     known = sorted(model.model_fields)

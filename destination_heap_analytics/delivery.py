@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import orjson
 from airbyte_cdk.models import FailureType
@@ -38,6 +39,7 @@ class Rejection:
     stream: StreamKey | None
     position: int
     reason: str
+    source: tuple[Any, float] | None = None
 
 
 @dataclass
@@ -198,7 +200,7 @@ class BatchSender:
                 raise config_error(
                     f"Heap rejected record {item.position} (on_rejected_record is 'fail'): {answer.describe()}"
                 )
-            result.rejections.append(Rejection(item.stream, item.position, answer.describe()))
+            result.rejections.append(Rejection(item.stream, item.position, answer.describe(), item.source))
         return result
 
     def _check_app_id(self, result: BatchResult) -> None:

@@ -28,9 +28,10 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
-from .config import ApiConfig, HeapConfig, config_error
+from .config import ApiConfig, HeapConfig, S3Storage, config_error
 from .delivery import bad_app_id, redirected, tls_failed
 from .messages import LineReader, ObjectReader, line_chunks, ticking
+from .rejected import check_store, store_for
 from .routing import routes
 from .schema_check import check_columns
 from .sync import TICK_SECONDS, Sync
@@ -90,6 +91,8 @@ class DestinationHeapAnalytics(Destination):
         failures = [
             self._check_api(heap_config, api) for api in {api.endpoint: api for api in heap_config.apis}.values()
         ]
+        if isinstance(heap_config.object_storage_config, S3Storage):
+            failures.append(check_store(heap_config.object_storage_config))
         problems = [failure for failure in failures if failure is not None]
         if problems:
             return AirbyteConnectionStatus(status=Status.FAILED, message="; ".join(problems))
@@ -152,7 +155,9 @@ class DestinationHeapAnalytics(Destination):
         found = routes(heap_config, catalog)
         for route in found:
             check_columns(route.api, route.stream)
-        yield from Sync(heap_config, found).run(messages)
+        sync_id = next((str(s.sync_id) for s in catalog.streams if s.sync_id is not None), None)
+        store = store_for(heap_config.object_storage_config, sync_id)
+        yield from Sync(heap_config, found, store).run(messages)
 
     def run(self, args: list[str]) -> None:
         """Runs a command, writing each output message as one line; STATE messages go out as the lines they

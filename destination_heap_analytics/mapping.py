@@ -38,6 +38,7 @@ TOO_DEEP = "record nested too deeply"
 NOT_UNICODE = "text holding a lone UTF-16 surrogate"
 BAD_EMITTED_AT = "emitted_at is not a time"
 BAD_TIMESTAMP = "timestamp is not a date, time or epoch number"
+MISSING_EVENT = "missing event"
 UNTIMED = (BAD_TIMESTAMP, BAD_EMITTED_AT)
 
 
@@ -56,14 +57,16 @@ class HeapItem:
     notes: tuple[str, ...] = ()
     stream: StreamKey | None = None
     merged: tuple[HeapItem, ...] = ()
+    source: tuple[Mapping[str, Any], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unmappable:
-    """A record that cannot become a Heap item, and why."""
+    """A record that cannot become a Heap item, why, and the column at fault when one is."""
 
     reason: str
     position: int
+    field: str | None = None
 
 
 class Column:
@@ -294,8 +297,11 @@ class RecordMapper:
     (event, timestamp, idempotency key); the key column stays in it.
     """
 
-    def __init__(self, api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None) -> None:
+    def __init__(
+        self, api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None, keep: bool = False
+    ) -> None:
         self.stream = stream
+        self.keep = keep
         self.key_field = api.key_field
         self.numeric_key = api.key_field == "user_id"
         self.key = Column(api.key_column)
@@ -306,26 +312,29 @@ class RecordMapper:
         self.excluded = frozenset(selection.excluded)
         self.left_out_of_rest = self.excluded | {column.source for column in selection.named} | api.own_field_columns
         self.named_outputs = frozenset(name for name, _ in self.named)
+        self.fields_of: dict[str, str] = {}
 
     def __call__(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
         """The Heap item for one record, or why there is none."""
+        column = self.key.name
         key = self.key.lookup(record)
         if key is MISSING or key is None or key == "":
-            return Unmappable(f"missing {self.key_field}", position)
+            return Unmappable(f"missing {self.key_field}", position, column)
         key = identity_text(key)
         if key is None:
-            return Unmappable(f"{self.key_field} is not a string or number", position)
+            return Unmappable(f"{self.key_field} is not a string or number", position, column)
         if len(key) > MAX_IDENTITY:
-            return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position)
+            return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position, column)
         if self.numeric_key and not (key.isascii() and key.isdigit() and int(key) <= MAX_USER_ID):
-            return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position)
+            return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position, column)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
         reason = self._fields(record, emitted_at, body, notes)
         if reason is not None:
-            return Unmappable(reason, position)
+            return Unmappable(reason, position, self.fields_of.get(reason))
         body["properties"] = self._properties(record, notes)
-        return HeapItem(key, body, position, 1, tuple(notes), self.stream)
+        source = (record, emitted_at) if self.keep else None
+        return HeapItem(key, body, position, 1, tuple(notes), self.stream, (), source)
 
     def _fields(
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
@@ -373,12 +382,19 @@ class RecordMapper:
 class EventMapper(RecordMapper):
     """Maps source records to track events: the event name (fixed or from a column), time and idempotency key."""
 
-    def __init__(self, api: TrackApi, idempotency_key: IdempotencyKey, stream: StreamKey | None = None) -> None:
-        super().__init__(api, idempotency_key, stream)
+    def __init__(
+        self, api: TrackApi, idempotency_key: IdempotencyKey, stream: StreamKey | None = None, keep: bool = False
+    ) -> None:
+        super().__init__(api, idempotency_key, stream, keep)
         self.event_name = api.event_name
         self.event = Column(api.event_column) if api.event_column else None
         self.timestamp = Column(api.timestamp_column) if api.timestamp_column else None
         self.idempotency_key = idempotency_key
+        self.fields_of = {
+            reason: column
+            for reason, column in ((MISSING_EVENT, api.event_column), (BAD_TIMESTAMP, api.timestamp_column))
+            if column
+        }
 
     def _fields(
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
@@ -386,7 +402,7 @@ class EventMapper(RecordMapper):
         """Adds event, timestamp and idempotency key; the reason when the record cannot be an event."""
         event = self.event_name or identity_text(self.event.lookup(record))
         if not event:
-            return "missing event"
+            return MISSING_EVENT
         if len(event) > MAX_EVENT:
             notes.append(TRUNCATED_EVENT)
             event = event[:MAX_EVENT]
@@ -415,9 +431,12 @@ MAPPERS: dict[str, type[RecordMapper]] = {"track": EventMapper}
 """The mapper of each API that adds fields of its own; the others map key and properties only."""
 
 
-def mapper_for(api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None) -> RecordMapper:
-    """The mapper for an API's items of one stream."""
-    return MAPPERS.get(api.api_type, RecordMapper)(api, idempotency_key, stream)
+def mapper_for(
+    api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None, keep: bool = False
+) -> RecordMapper:
+    """The mapper for an API's items of one stream; with `keep`, items hold their source record, so a
+    record Heap refuses can be kept as it came."""
+    return MAPPERS.get(api.api_type, RecordMapper)(api, idempotency_key, stream, keep)
 
 
 def _add_leaving_out(

@@ -54,10 +54,13 @@ class State(NamedTuple):
 
 
 class Tick(NamedTuple):
-    """No line for a while, or a while since the last tick: time to send what waits and pass what is safe."""
+    """A while since the last tick: time to send what waits and pass what is safe. `idle` when no input
+    came for that while."""
+
+    idle: bool
 
 
-TICK = Tick()
+TICK, IDLE = Tick(False), Tick(True)
 
 Message = Record | State | Unreadable
 """What the sync reads: a record, a STATE message, or a line that could not be used."""
@@ -192,7 +195,7 @@ def ticking(
                 chunk = ready.get(timeout=interval)
             except queue.Empty:
                 last_tick = time.monotonic()
-                yield TICK
+                yield IDLE
                 continue
             if type(chunk) is _End:
                 if chunk.error is not None:

@@ -44,6 +44,8 @@ class SyncStats:
     rejected: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)
     unreadable: Counter[str] = field(default_factory=Counter)
+    store: str | None = None
+    stored: int = 0
 
     def add(self, result: BatchResult) -> None:
         """Adds one settled batch."""
@@ -87,6 +89,7 @@ class SyncStats:
             "values_adjusted": dict(self.adjusted),
             "lines_unreadable": sum(self.unreadable.values()),
             "unreadable_by_reason": dict(self.unreadable),
+            **({"rejected_records_stored": self.stored, "rejected_records_store": self.store} if self.store else {}),
         }
 
 

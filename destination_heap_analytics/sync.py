@@ -26,6 +26,7 @@ from .delivery import BatchResult, BatchSender, DryRunSender, FailFast, Pipeline
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
 from .messages import MalformedState, State, StreamKey, Tick, Unreadable, shown
 from .pacing import AppRate, Pacer
+from .rejected import NoStore, RejectedRecord, S3Store
 from .routing import Route
 from .stats import ProgressLog, SyncStats, tally
 
@@ -90,8 +91,10 @@ class Lane:
 class Sync:
     """Loads the catalog's streams into Heap through their routes and yields the STATE lines Heap has made safe."""
 
-    def __init__(self, config: HeapConfig, routes: list[Route]) -> None:
+    def __init__(self, config: HeapConfig, routes: list[Route], store: NoStore | S3Store | None = None) -> None:
         self.config = config
+        self.store = store if store is not None and not config.dry_run else NoStore()
+        keep = self.store.where is not None
         self.stats = SyncStats(dry_run=config.dry_run)
         self.dry_run = config.dry_run
         self.numbers = numbers = BatchNumbers()
@@ -103,7 +106,7 @@ class Sync:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
                 lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app)
-            mapper = mapper_for(route.api, route.idempotency_key(), route.key)
+            mapper = mapper_for(route.api, route.idempotency_key(), route.key, keep)
             first = route.key not in self.routes
             self.routes.setdefault(route.key, []).append((mapper, lane))
             logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
@@ -140,7 +143,7 @@ class Sync:
                     elif kind is State:
                         out = self._state(message)
                     elif kind is Tick:
-                        out = self._tick()
+                        out = self._tick(message.idle)
                     else:
                         out = self._unreadable(message)
                     if out:
@@ -151,6 +154,7 @@ class Sync:
                 yield from self._pass(self._settle(lane.submit(lane.builder.seal())))
             for lane in self.lanes.values():
                 yield from self._pass(self._settle(lane.pipeline.drain()))
+            self.store.flush()
         except Stopped:
             raise self._failure() from None
         finally:
@@ -164,13 +168,17 @@ class Sync:
             logger.info("Dry run: %d STATE messages withheld.", self.states_withheld)
         else:
             self.progress.log("Sync finished")
+            if self.store.where is not None:
+                logger.info("%d rejected records kept in %s", self.store.stored, self.store.where)
         yield self._summary_message()
 
     def _pass(self, states: list[bytes]) -> list[bytes]:
-        """The STATE lines to pass on: all of them, or none in a dry run."""
+        """The STATE lines to pass on (none in a dry run), once the rejected records they may cover are stored."""
         if self.dry_run:
             self.states_withheld += len(states)
             return []
+        if states and self.store.pending:
+            self.store.flush()
         return states
 
     def _record(self, stream: StreamKey, data: Mapping[str, Any], emitted_at: float) -> list[bytes] | None:
@@ -180,21 +188,22 @@ class Sync:
         self.checkpoints.received[stream] += 1
         routes = self.routes.get(stream)
         if routes is None:
-            return self._unmappable(stream, Unmappable(OTHER_STREAM, position), f" ('{shown(stream[0])}')")
+            unmappable = Unmappable(OTHER_STREAM, position)
+            return self._unmappable(stream, unmappable, (data, emitted_at), f" ('{shown(stream[0])}')")
         ready = None
         for mapper, lane in routes:
             try:
                 mapped = mapper(data, emitted_at, position)
                 if type(mapped) is Unmappable:
-                    self._unmappable(stream, mapped)
+                    self._unmappable(stream, mapped, (data, emitted_at))
                     continue
                 full = lane.builder.add(mapped)
             except ItemTooLarge:
                 reason = f"item larger than max_request_bytes ({self.config.max_request_bytes})"
-                self._unmappable(stream, Unmappable(reason, position))
+                self._unmappable(stream, Unmappable(reason, position), (data, emitted_at))
                 continue
             except Exception as error:
-                self._unmappable(stream, Unmappable(failure_reason(error), position))
+                self._unmappable(stream, Unmappable(failure_reason(error), position), (data, emitted_at))
                 continue
             self.checkpoints.note(stream, lane.builder.batch.number)
             if mapped.notes:
@@ -209,7 +218,7 @@ class Sync:
             self.stats.records_read += 1
             self.checkpoints.received[line.stream] += 1
             unmappable = Unmappable(line.reason, line.line)
-            return self._unmappable(line.stream, unmappable, what="Input line", at=self.stats.records_read)
+            return self._unmappable(line.stream, unmappable, None, what="Input line", at=self.stats.records_read)
         if self.fail_on_rejection:
             raise config_error(f"Input line {line.line} cannot be read (on_rejected_record is 'fail'): {line.reason}")
         if line.reason not in self.stats.unreadable:
@@ -239,11 +248,12 @@ class Sync:
             ready += self._settle(results)
         return ready
 
-    def _tick(self) -> list[bytes]:
-        """Sends batches open for a while, and passes the STATEs that sends settled meanwhile."""
+    def _tick(self, idle: bool = False) -> list[bytes]:
+        """Sends batches open for a while (any open batch once the input is idle: nothing more may come
+        soon), and passes the STATEs that sends settled meanwhile."""
         results: list[BatchResult] = []
         for lane in self.lanes.values():
-            if lane.builder.older_than(FLUSH_AFTER_SECONDS):
+            if lane.builder.older_than(0.0 if idle else FLUSH_AFTER_SECONDS):
                 results += lane.submit(lane.builder.seal())
             results += lane.pipeline.poll()
         return self._settle(results)
@@ -263,6 +273,7 @@ class Sync:
             for rejection in result.rejections:
                 if rejection.stream is not None:
                     self.checkpoints.reject(rejection.stream, rejection.position)
+                    self._keep(rejection.stream, rejection.position, rejection.reason, None, rejection.source)
                 if self.rejections_logged < REJECTIONS_LOGGED:
                     self.rejections_logged += 1
                     logger.warning("Heap rejected record %d: %s", rejection.position, rejection.reason)
@@ -270,13 +281,21 @@ class Sync:
         return ready
 
     def _unmappable(
-        self, stream: StreamKey, unmappable: Unmappable, detail: str = "", what: str = "Record", at: int | None = None
+        self,
+        stream: StreamKey,
+        unmappable: Unmappable,
+        source: tuple[Any, float] | None,
+        detail: str = "",
+        what: str = "Record",
+        at: int | None = None,
     ) -> None:
-        """Counts a record that cannot be sent; `at` is its place among records when `what` numbers lines."""
+        """Counts and keeps a record that cannot be sent; `at` is its place among records when `what` numbers
+        lines."""
         where = f"{what} {unmappable.position}"
         if self.fail_on_rejection:
             raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}{detail}")
         self.checkpoints.reject(stream, at or unmappable.position)
+        self._keep(stream, at or unmappable.position, unmappable.reason, unmappable.field, source)
         if unmappable.reason not in self.stats.unmappable:
             logger.warning(
                 "%s cannot be sent to Heap: %s%s. Later ones with this reason are counted, not logged.",
@@ -286,8 +305,17 @@ class Sync:
             )
         tally(self.stats.unmappable, unmappable.reason)
 
+    def _keep(
+        self, stream: StreamKey, position: int, reason: str, field: str | None, source: tuple[Any, float] | None
+    ) -> None:
+        """Hands a rejected record to the store (which, with none configured, lets it go)."""
+        data, emitted_at = source if source is not None else (None, None)
+        self.store.add(RejectedRecord(stream, position, reason, field, data, emitted_at))
+
     def _summary_message(self) -> AirbyteMessage:
         self.stats.paced_seconds = sum(lane.pacer.paced_seconds for lane in self.lanes.values())
+        self.stats.store = self.store.where
+        self.stats.stored = self.store.stored
         return AirbyteMessage(
             type=Type.TRACE,
             trace=AirbyteTraceMessage(

@@ -5,10 +5,12 @@ of running `main.py` as a real subprocess."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +78,10 @@ def stream_messages(count: int, state_every: int = 1000, make: Callable[[int], d
     return messages
 
 
-def catalog(*streams: str, primary_key: list[list[str]] | None = None, schema: dict | None = None) -> dict:
-    """A configured catalog with the given streams."""
+def catalog(
+    *streams: str, primary_key: list[list[str]] | None = None, schema: dict | None = None, sync_id: int | None = None
+) -> dict:
+    """A configured catalog with the given streams (and the platform's sync id, when given)."""
     return {
         "streams": [
             {
@@ -89,6 +93,7 @@ def catalog(*streams: str, primary_key: list[list[str]] | None = None, schema: d
                 "sync_mode": "incremental",
                 "destination_sync_mode": "append",
                 **({"primary_key": primary_key} if primary_key else {}),
+                **({"sync_id": sync_id} if sync_id is not None else {}),
             }
             for name in (streams or ("users",))
         ]
@@ -225,3 +230,61 @@ class StateCoverage:
     def early(self) -> list[tuple[int, list[int]]]:
         """The STATEs that came before some record they cover was accepted."""
         return [(covered, missing) for covered, missing in self.checked if missing]
+
+
+class S3Server:
+    """An S3-compatible server on 127.0.0.1 (moto's standalone server) for the rejected-records store, started
+    and stopped by the tests themselves; `client` talks to it as to S3."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> S3Server:
+        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("moto_server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    def storage(self, bucket: str, **options: Any) -> dict[str, Any]:
+        """An object_storage_config pointing at this server."""
+        return {
+            "storage_type": "S3",
+            "s3_bucket_name": bucket,
+            "s3_bucket_region": "us-east-1",
+            "access_key_id": "test",
+            "secret_access_key": "test",
+            "s3_endpoint": self.url,
+            **options,
+        }
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """Every object in a bucket, by key."""
+        client = self.client()
+        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return {item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}

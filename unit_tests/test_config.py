@@ -169,7 +169,7 @@ def test_a_misspelt_option_is_refused_with_the_option_meant():
 def test_an_unknown_api_type_names_the_valid_ones():
     message = error_of(api={"api_type": "identfy", "identity_column": "e"})
     assert message == (
-        "Invalid configuration: api: 'identfy' is not an API type; "
+        "Invalid configuration: api: api_type 'identfy' is unknown; "
         "use one of track, add_user_properties, add_account_properties"
     )
 
@@ -184,3 +184,16 @@ def test_api_and_mappings_together_is_reported_as_such_even_half_filled():
 
 def test_a_base_url_without_a_scheme_says_so():
     assert "has no scheme: write it as https://heapanalytics.com" in error_of(base_url="heapanalytics.com")
+
+
+def test_the_rejected_records_store_is_checked_like_every_option():
+    assert "object_storage_config: storage_type 'GCS' is unknown; use one of None, S3" in error_of(
+        object_storage_config={"storage_type": "GCS"}
+    )
+    assert "unknown option 's3_bucket'; did you mean 's3_bucket_name'?" in error_of(
+        object_storage_config={"storage_type": "S3", "s3_bucket": "b"}
+    )
+    assert "must be http(s)://host[:port]" in error_of(
+        object_storage_config={"storage_type": "S3", "s3_bucket_name": "b", "s3_endpoint": "https://u:p@h"}
+    )
+    assert parse(object_storage_config={"storage_type": "None"}).object_storage_config.storage_type == "None"

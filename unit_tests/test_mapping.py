@@ -122,23 +122,23 @@ def test_user_properties_star_leaves_out_any_casing_of_id():
 )
 def test_records_without_a_usable_identity_are_unmappable(value, reason):
     record = {**TRACK_RECORD, "email": value}
-    assert map_one(TRACK_API, record) == Unmappable(reason, 1)
+    assert map_one(TRACK_API, record) == Unmappable(reason, 1, "email")
 
 
 def test_missing_identity_column_is_unmappable_and_numbers_become_text():
     record = {k: v for k, v in USER_RECORD.items() if k != "user_id"}
-    assert map_one(USER_API, record) == Unmappable("missing identity", 1)
+    assert map_one(USER_API, record) == Unmappable("missing identity", 1, "user_id")
     assert map_one(USER_API, {**USER_RECORD, "user_id": 42}).key == "42"
 
 
 def test_missing_account_id_is_named_as_such():
     api = {"api_type": "add_account_properties", "account_id_column": "acct"}
-    assert map_one(api, {"x": 1}) == Unmappable("missing account_id", 1)
+    assert map_one(api, {"x": 1}) == Unmappable("missing account_id", 1, "acct")
 
 
 def test_event_is_required_and_cut_to_1024():
     missing = {**TRACK_RECORD, "identities": {}}
-    assert map_one(TRACK_API, missing) == Unmappable("missing event", 1)
+    assert map_one(TRACK_API, missing) == Unmappable("missing event", 1, "identities.connection")
     long_event = {**TRACK_RECORD, "identities": {"connection": "e" * 1500}}
     item = map_one(TRACK_API, long_event)
     assert item.body["event"] == "e" * 1024
@@ -170,7 +170,7 @@ def test_timestamp_falls_back_to_emitted_at_and_bad_ones_are_unmappable():
     without_column = {k: v for k, v in TRACK_API.items() if k != "timestamp_column"}
     assert map_one(without_column, TRACK_RECORD).body["timestamp"] == "2022-10-21T04:09:54.622+00:00"
     bad = map_one(TRACK_API, {**TRACK_RECORD, "updated_at": "not a time"})
-    assert bad == Unmappable("timestamp is not a date, time or epoch number", 1)
+    assert bad == Unmappable("timestamp is not a date, time or epoch number", 1, "updated_at")
 
 
 def test_idempotency_key_is_stable_and_distinguishes_records():
@@ -226,7 +226,7 @@ ACCOUNT = {"api_type": "add_account_properties", "account_id_column": "acct"}
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_nan_and_infinity_are_never_an_identity(value):
-    assert map_one(ACCOUNT, {"acct": value}) == Unmappable("account_id is not a string or number", 1)
+    assert map_one(ACCOUNT, {"acct": value}) == Unmappable("account_id is not a string or number", 1, "acct")
 
 
 def test_integers_beyond_64_bits_reach_heap_exactly():
@@ -238,7 +238,8 @@ def test_integers_beyond_64_bits_reach_heap_exactly():
 @pytest.mark.parametrize("user_id", ["²", "١٢٣", "12³", " 12", "-1"])
 def test_a_user_id_is_ascii_digits_only(user_id):
     api = {"api_type": "track", "event_column": "e", "user_id_column": "uid"}
-    assert map_one(api, {"e": "x", "uid": user_id}) == Unmappable("user_id is not a whole number from 0 to 2^53 - 1", 1)
+    expected = Unmappable("user_id is not a whole number from 0 to 2^53 - 1", 1, "uid")
+    assert map_one(api, {"e": "x", "uid": user_id}) == expected
 
 
 @pytest.mark.parametrize("emitted_at", [10**30, -(10**30), 1e300])
