@@ -223,10 +223,13 @@ class BatchSender:
             if self.fail_fast is not None and self.fail_fast.stops_others():
                 raise Stopped()
             sent_at = self.pacer.reserve(part.keys, self.stop, retry.deadline)
-            if self.stop.is_set():
-                raise Stopped()
             if sent_at is None:
+                if self.stop.is_set():
+                    raise Stopped()
                 raise self._out_of_budget(retry, answer)
+            if self.stop.is_set():
+                self.pacer.gave_up()
+                raise Stopped()
             previous, answer = answer, self.client.post(payload)
             if answer.verdict is Verdict.THROTTLED:
                 self.pacer.throttled(sent_at, answer.retry_after)

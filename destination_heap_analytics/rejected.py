@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import S3Storage
 from .messages import StreamKey, dump_json
 
 PART_BYTES = 8 * 1024 * 1024
 """A stream's rejected rows are written as one file once they reach this size, whatever comes next."""
+WRITE_EVERY_SECONDS = 10.0
+"""Rejected rows are written at most this often (each write is a request to S3); STATEs that cover them
+wait meanwhile."""
 COLUMNS = ("rejected_reason", "rejected_field", "position", "emitted_at", "data")
 
 
@@ -92,6 +92,10 @@ class NoStore:
         """Whether rejected records wait to be written."""
         return False
 
+    def due(self) -> bool:
+        """Whether what waits should be written now."""
+        return True
+
 
 class S3Store:
     """Writes rejected records to `{bucket_path}/{sync_id}/{namespace}/{stream}/` in files of many records.
@@ -112,9 +116,12 @@ class S3Store:
         self.waiting_bytes: dict[StreamKey, int] = {}
         self.parts = 0
         self.stored = 0
+        self.waiting_since = 0.0
 
     def add(self, record: RejectedRecord) -> None:
         """Takes a rejected record; writes its stream's rows once they are large enough for a file."""
+        if not self.waiting:
+            self.waiting_since = time.monotonic()
         self.waiting.setdefault(record.stream, []).append(record)
         size = self.waiting_bytes.get(record.stream, 0) + len(dump_json(record.data)) + len(record.reason) + 64
         self.waiting_bytes[record.stream] = size
@@ -131,6 +138,10 @@ class S3Store:
         """Whether rejected records wait to be written."""
         return bool(self.waiting)
 
+    def due(self) -> bool:
+        """Whether the records waiting have waited WRITE_EVERY_SECONDS, so they are written now."""
+        return time.monotonic() - self.waiting_since >= WRITE_EVERY_SECONDS
+
     def _write(self, stream: StreamKey) -> None:
         records = self.waiting.pop(stream)
         self.waiting_bytes.pop(stream, None)
@@ -141,7 +152,7 @@ class S3Store:
         key = f"{folder}/{now:%Y_%m_%d}_{int(time.time() * 1000)}_{self.parts}.{self.extension}"
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=self.encode(records))
-        except (BotoCoreError, ClientError) as error:
+        except s3_errors() as error:
             raise AirbyteTracedException(
                 message=(
                     f"The rejected-records store {self.where} cannot be written ({s3_error(error)}): no checkpoint "
@@ -153,7 +164,13 @@ class S3Store:
 
 
 def s3_client(storage: S3Storage) -> Any:
-    """A boto3 S3 client for the store: path-style addressing for an S3-compatible endpoint, bounded retries."""
+    """A boto3 S3 client for the store: path-style addressing for an S3-compatible endpoint, bounded retries.
+
+    boto3 is imported here, not at the top: a sync without a store does not pay for its import.
+    """
+    import boto3
+    from botocore.config import Config
+
     config = Config(
         connect_timeout=10,
         read_timeout=60,
@@ -170,10 +187,18 @@ def s3_client(storage: S3Storage) -> Any:
     )
 
 
+def s3_errors() -> tuple[type[BaseException], ...]:
+    """What the S3 client raises when a call fails (looked up only when something was raised)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
 def s3_error(error: BaseException) -> str:
     """What S3 said, as its error code (never a message, which may quote a key or credential)."""
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "unknown error"))[:60]
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", "unknown error"))[:60]
     return type(error).__name__
 
 
@@ -190,7 +215,7 @@ def check_store(storage: S3Storage) -> str | None:
             return f"The rejected-records store {storage.where}: the test object written there was not listed"
         step = "deleting a test object from"
         client.delete_object(Bucket=storage.s3_bucket_name, Key=key)
-    except (BotoCoreError, ClientError) as error:
+    except s3_errors() as error:
         return f"The rejected-records store failed when {step} bucket '{storage.s3_bucket_name}': {s3_error(error)}"
     return None
 

@@ -120,6 +120,7 @@ class Sync:
         pacers = [lane.pacer for lane in self.lanes.values()]
         self.progress = ProgressLog(self.stats, config.progress_interval_seconds, pacers)
         self.states_withheld = 0
+        self.states_for_store: list[bytes] = []
         self.fail_on_rejection = config.on_rejected_record == "fail"
         self.rejections_logged = 0
         if self.dry_run:
@@ -143,7 +144,8 @@ class Sync:
                     elif kind is State:
                         out = self._state(message)
                     elif kind is Tick:
-                        out = self._tick(message.idle)
+                        yield from self._pass(self._tick(message.idle))
+                        continue
                     else:
                         out = self._unreadable(message)
                     if out:
@@ -155,6 +157,7 @@ class Sync:
             for lane in self.lanes.values():
                 yield from self._pass(self._settle(lane.pipeline.drain()))
             self.store.flush()
+            yield from self._pass([], final=True)
         except Stopped:
             raise self._failure() from None
         finally:
@@ -172,14 +175,24 @@ class Sync:
                 logger.info("%d rejected records kept in %s", self.store.stored, self.store.where)
         yield self._summary_message()
 
-    def _pass(self, states: list[bytes]) -> list[bytes]:
-        """The STATE lines to pass on (none in a dry run), once the rejected records they may cover are stored."""
+    def _pass(self, states: list[bytes], final: bool = False) -> list[bytes]:
+        """The STATE lines to pass on (none in a dry run), once the rejected records they may cover are stored.
+
+        While rejected records wait for the store, STATEs wait with them, in order, until the store is
+        due to write (or the input ends), so the store is written in few large files.
+        """
         if self.dry_run:
             self.states_withheld += len(states)
             return []
-        if states and self.store.pending:
-            self.store.flush()
-        return states
+        waiting = self.states_for_store
+        if not waiting and not (states and self.store.pending):
+            return states
+        waiting += states
+        if not (final or self.store.due()):
+            return []
+        self.store.flush()
+        self.states_for_store = []
+        return waiting
 
     def _record(self, stream: StreamKey, data: Mapping[str, Any], emitted_at: float) -> list[bytes] | None:
         stats = self.stats
