@@ -371,8 +371,6 @@ class HeapConfig(BaseModel):
                     "set either api (loads the catalog's single stream) or mappings (streams by name), not both: "
                     "remove api from the config (in the Airbyte UI, clear the API form) to use mappings"
                 )
-            if api is None and mappings in (None, []):
-                raise ValueError("set api (loads the catalog's single stream) or mappings with at least one entry")
         return raw
 
     @field_validator("base_url")

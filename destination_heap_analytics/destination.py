@@ -25,7 +25,9 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from airbyte_protocol_dataclasses.models import AirbyteMessage as ProtocolMessage
 
+from .activation import catalog_message, protocol_json
 from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
 from .config import ApiConfig, HeapConfig, S3Storage, config_error
@@ -64,6 +66,8 @@ class DestinationHeapAnalytics(Destination):
         write.add_argument(
             "--dry-run", action="store_true", help="map and batch every record, send nothing, pass no STATE"
         )
+        discover = commands.add_parser("discover", help="prints the Heap objects streams can be mapped to")
+        discover.add_argument("--config", required=True, help="path to the JSON configuration file")
         parsed = parser.parse_args(args)
         self.dry_run_requested = getattr(parsed, "dry_run", False)
         return parsed
@@ -71,6 +75,10 @@ class DestinationHeapAnalytics(Destination):
     def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
         """The CDK's commands, with the config validated by the connector's own rules first, so a mistake is
         reported in the connector's words (naming the option and the fix) rather than the spec validator's."""
+        if parsed_args.command == "discover":
+            HeapConfig.parse(self.read_config(parsed_args.config))
+            yield catalog_message()
+            return
         if parsed_args.command in ("check", "write"):
             try:
                 HeapConfig.parse(self.read_config(parsed_args.config))
@@ -172,6 +180,8 @@ class DestinationHeapAnalytics(Destination):
                 if type(message) is bytes:
                     PRINT_BUFFER.write(message.decode() + "\n")
                     PRINT_BUFFER.flush()
+                elif type(message) is ProtocolMessage:
+                    PRINT_BUFFER.write(orjson.dumps(protocol_json(message)).decode() + "\n")
                 else:
                     PRINT_BUFFER.write(orjson.dumps(dump(message)).decode() + "\n")
         except AirbyteTracedException as error:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream
 
+from .activation import api_of
 from .config import ApiConfig, HeapConfig, StreamMapping, config_error
 from .mapping import IdempotencyKey
 from .messages import StreamKey
@@ -44,23 +45,33 @@ class Route:
 
 
 def routes(config: HeapConfig, catalog: ConfiguredAirbyteCatalog) -> list[Route]:
-    """Every (stream, API) pair the sync loads, in config order."""
+    """Every (stream, API) pair the sync loads: streams mapped to a Heap object in the Airbyte UI (Data
+    Activation) by their object, the others by the config's `api` or `mappings`, in config order."""
+    activated = [Route(stream, api_of(stream, label(stream))) for stream in catalog.streams if _activated(stream)]
+    others = [stream for stream in catalog.streams if not _activated(stream)]
     if config.api is not None:
-        return _scoped([Route(single_stream(catalog), config.api)])
+        if others or not activated:
+            activated.append(Route(single_stream(others), config.api))
+        return _scoped(activated)
     by_name: dict[str, list[ConfiguredAirbyteStream]] = {}
-    for stream in catalog.streams:
+    for stream in others:
         by_name.setdefault(stream.stream.name, []).append(stream)
     found = [Route(_stream_of(mapping, by_name, catalog), mapping.api) for mapping in config.mappings]
     mapped = {route.key for route in found}
-    for stream in catalog.streams:
+    for stream in others:
         if (stream.stream.name, stream.stream.namespace) not in mapped:
             raise config_error(
-                f"Stream '{label(stream)}' is in the connection but no mapping loads it: add a mapping with "
-                f'"stream": "{stream.stream.name}"'
+                f"Stream '{label(stream)}' is in the connection but nothing loads it: map it to a Heap object in "
+                f'the connection (Data Activation), or add a mapping with "stream": "{stream.stream.name}"'
                 + (f', "namespace": "{stream.stream.namespace}"' if stream.stream.namespace else "")
                 + ", or leave the stream out of the connection."
             )
-    return _scoped(found)
+    return _scoped(activated + found)
+
+
+def _activated(stream: ConfiguredAirbyteStream) -> bool:
+    """Whether the stream was mapped to a Heap object in the Airbyte UI."""
+    return bool(stream.destination_object_name)
 
 
 def label(stream: ConfiguredAirbyteStream) -> str:
@@ -69,15 +80,16 @@ def label(stream: ConfiguredAirbyteStream) -> str:
     return f"{namespace}.{name}" if namespace else name
 
 
-def single_stream(catalog: ConfiguredAirbyteCatalog) -> ConfiguredAirbyteStream:
-    """The one stream a config with a top-level `api` loads, or a config error naming what was found."""
-    if len(catalog.streams) != 1:
-        names = ", ".join(f"'{s.stream.name}'" for s in catalog.streams) or "none"
+def single_stream(streams: list[ConfiguredAirbyteStream]) -> ConfiguredAirbyteStream:
+    """The one stream (not mapped in the Airbyte UI) a config with a top-level `api` loads, or a config error
+    naming what was found."""
+    if len(streams) != 1:
+        names = ", ".join(f"'{s.stream.name}'" for s in streams) or "none"
         raise config_error(
-            f"The catalog holds {len(catalog.streams)} streams ({names}): the top-level api loads exactly one "
+            f"The catalog holds {len(streams)} streams ({names}): the top-level api loads exactly one "
             "stream; select a single stream, or use mappings to say which API each stream goes to."
         )
-    return catalog.streams[0]
+    return streams[0]
 
 
 def _stream_of(

@@ -1,4 +1,4 @@
-"""Runs the built image as the Airbyte platform does: spec, check and write, with the platform's STATE ids.
+"""Runs the built image as the Airbyte platform does: spec, check, discover and write, with the platform's STATE ids.
 
 Usage: python -m integration_tests.image_check IMAGE [podman global options...]
 Every `write` runs with a read-only root filesystem, one of them as `--user 1000` named explicitly; the
@@ -72,6 +72,10 @@ def main() -> None:
                     status = container(podman, image, ["check", "--config", "/config/config.json"], mounts)
                     assert status[-1]["connectionStatus"]["status"] == "SUCCEEDED", status
                     print("check: ok")
+                    catalog = container(podman, image, ["discover", "--config", "/config/config.json"], mounts)
+                    operations = catalog[-1]["destination_catalog"]["operations"]
+                    assert {op["object_name"] for op in operations} >= {"event", "user_properties"}, catalog
+                    print(f"discover: {len(operations)} Heap objects")
                 args = ["write", "--config", "/config/config.json", "--catalog", "/config/catalog.json"]
                 out = container(podman, image, args, mounts, stdin, user=number == 0)
                 fields = [ENDPOINTS[f"/api/{api_type}"] for api_type in api_types(config)]

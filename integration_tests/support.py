@@ -288,3 +288,33 @@ class S3Server:
         client = self.client()
         listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
         return {item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}
+
+
+def activation_stream(
+    name: str,
+    object_name: str,
+    fields: list[str],
+    sync_mode: str = "append",
+    primary_key: list[str] | None = None,
+    namespace: str | None = None,
+    sync_id: int = 9001,
+) -> dict[str, Any]:
+    """A configured stream as the platform sends it after a user mapped it to a Heap object in the Airbyte UI:
+    `stream.name` the source's, `destination_object_name` the object, the schema rebuilt from the mapped
+    fields with additionalProperties, the matching key as primary_key, generation and sync ids."""
+    schema = {"type": "object", "properties": {field: {"type": "string"} for field in fields}}
+    return {
+        "stream": {
+            "name": name,
+            **({"namespace": namespace} if namespace else {}),
+            "json_schema": {**schema, "additionalProperties": True},
+            "supported_sync_modes": ["full_refresh", "incremental"],
+        },
+        "sync_mode": "full_refresh",
+        "destination_sync_mode": sync_mode,
+        "destination_object_name": object_name,
+        **({"primary_key": [[field] for field in primary_key]} if primary_key else {}),
+        "generation_id": 3,
+        "minimum_generation_id": 0,
+        "sync_id": sync_id,
+    }
