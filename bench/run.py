@@ -18,6 +18,8 @@ Modes, all on the same generated data (seed-like user events with nested fields,
             accepted in the third minute, once the one throttle should be forgotten
   quiet     three records and a STATE, then a source that stays open and silent: seconds until the
             STATE comes back
+  identify  10,000 user id / identity pairs against a sandbox answering after 50 ms: one request a pair,
+            many in flight
   rejected  CPU per record without rejections, with an S3 rejected-records store configured (moto's
             server on 127.0.0.1) and none rejected, and with every other record rejected and stored:
             a rejected record's cost is the third run's CPU less the second's per record sent
@@ -340,6 +342,25 @@ def quiet_source(records: int = 3, silence: float = 30.0) -> dict[str, Any]:
     return {"records": records, "state_back_after_seconds": back, "silence_seconds": silence}
 
 
+IDENTIFY_PAIRS = 10_000
+IDENTIFY_API = {"api_type": "identify", "user_id_column": "heap_user_id", "identity_column": "email"}
+
+
+def identify_pairs() -> dict[str, Any]:
+    """Pairs per second through identify, one request each, against 50 ms answers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pairs.jsonl"
+        with path.open("wb") as out:
+            for n in range(IDENTIFY_PAIRS):
+                data = {"heap_user_id": 10**6 + n, "email": f"user{n}@example.com"}
+                record = {"type": "RECORD", "record": {"stream": "users", "data": data, "emitted_at": 1666325394622}}
+                out.write(orjson.dumps(record) + b"\n")
+        faults = Faults(latency=LATENCY, keep_items=False)
+        run = connector(path, IDENTIFY_PAIRS, faults, api=IDENTIFY_API, max_events_per_minute=None)
+    run.pop("accepted_requests")
+    return run
+
+
 REJECTED_RECORDS = 200_000
 REJECTED_EVERY = 2
 """Every other record rejected: enough of them that the run-to-run noise of a shared VM (about 1 s of
@@ -494,7 +515,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument(
         "--only",
-        choices=["early-429", "quiet", "rejected"],
+        choices=["early-429", "quiet", "rejected", "identify"],
         action="append",
         help="run only these modes, keeping the rest of --out",
     )
@@ -553,7 +574,7 @@ def main() -> None:
             max_events_per_minute=None,
             max_retry_seconds=15,
         )
-    run_adaptive(results, ["early-429", "quiet", "rejected"])
+    run_adaptive(results, ["early-429", "quiet", "rejected", "identify"])
     report(results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -569,6 +590,9 @@ def run_adaptive(results: dict[str, Any], modes: list[str]) -> None:
     if "quiet" in modes:
         print("quiet: three records and a STATE, then silence", flush=True)
         results["quiet"] = quiet_source()
+    if "identify" in modes:
+        print(f"identify: {IDENTIFY_PAIRS:,} pairs, sandbox answering after {LATENCY * 1000:.0f} ms", flush=True)
+        results["identify"] = identify_pairs()
     if "rejected" in modes:
         print("rejected: no store, a store and none rejected, a store and every other record rejected", flush=True)
         results["rejected"] = rejected_cost()
@@ -665,6 +689,15 @@ def adaptive_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         back = results["quiet"]["state_back_after_seconds"]
         shown = f"{back:.1f} s" if back is not None else f"not within {results['quiet']['silence_seconds']:.0f} s"
         rows.append(("quiet source: 3 records and a STATE, then silence: STATE back after", shown, "<= 10 s"))
+    if "identify" in results:
+        pairs = results["identify"]
+        rows.append(
+            (
+                f"identify, latency 50 ms: pairs/s, {pairs['records']:,} pairs",
+                f"{pairs['records_per_second']:,.0f} ({pairs['requests']:,} requests, all linked)",
+                ">= 500",
+            )
+        )
     if "rejected" in results:
         cost = results["rejected"]
         rows.append(

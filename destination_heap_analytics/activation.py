@@ -17,7 +17,7 @@ from airbyte_protocol_dataclasses.models import (
 )
 from pydantic import TypeAdapter
 
-from .config import ApiConfig, config_error
+from .config import API_MODELS, ApiConfig, config_error
 
 TEXT = {"type": "string"}
 FIELDS = {
@@ -61,7 +61,9 @@ class Operation:
     def api_for(self, declared: set[str]) -> ApiConfig:
         """The API config a stream mapped to this object is loaded with: the object's fields by name (the
         optional ones the stream has), every other field a property."""
-        api = {**self.api, "property_columns": ", ".join(["*", *(f"-{name}" for name in self.required)])}
+        api = dict(self.api)
+        if API_MODELS[api["api_type"]].sends_properties:
+            api["property_columns"] = ", ".join(["*", *(f"-{name}" for name in self.required)])
         for name, option in (("timestamp", "timestamp_column"), ("idempotency_key", "idempotency_key_column")):
             if name in self.optional and name in declared:
                 api[option] = name
@@ -100,6 +102,14 @@ OPERATIONS = (
         ("account_id",),
         (),
         {"api_type": "add_account_properties", "account_id_column": "account_id"},
+    ),
+    Operation(
+        "identify",
+        "Identify (link a Heap user id to an identity)",
+        DestinationSyncMode.append,
+        ("user_id", "identity"),
+        ("timestamp",),
+        {"api_type": "identify", "user_id_column": "user_id", "identity_column": "identity"},
     ),
 )
 """Heap's objects. Events come as two objects because Heap takes an identity or its own user id, never

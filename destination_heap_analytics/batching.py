@@ -57,13 +57,18 @@ class Batch:
 
 
 class RequestBody:
-    """Builds the bulk body for one app id and API: `{"app_id": ..., "<field>": [...]}`."""
+    """Builds the body for one app id and API: the bulk form `{"app_id": ..., "<field>": [...]}`, or with no
+    items field the single-call form, the one item's fields beside `app_id` (an empty batch: `app_id` alone)."""
 
-    def __init__(self, app_id: str, items_field: str) -> None:
-        self.prefix = orjson.dumps({"app_id": app_id})[:-1] + b',"' + items_field.encode() + b'":['
+    def __init__(self, app_id: str, items_field: str | None) -> None:
+        app = orjson.dumps({"app_id": app_id})
+        self.single = items_field is None
+        self.prefix = app[:-1] if self.single else app[:-1] + b',"' + str(items_field).encode() + b'":['
         self.overhead = len(self.prefix) + 2
 
     def __call__(self, batch: Batch) -> bytes:
+        if self.single:
+            return self.prefix + (b"," + batch.encoded[0][1:] if batch.encoded else b"}")
         return self.prefix + b",".join(batch.encoded) + b"]}"
 
 

@@ -114,6 +114,9 @@ class _Api(BaseModel):
     property_columns: str = "*"
 
     refused_property_names: ClassVar[frozenset[str]] = frozenset()
+    workers: ClassVar[int] = 4
+    """Requests in flight at once: bulk requests carry the throughput, so a few suffice."""
+    sends_properties: ClassVar[bool] = True
 
     @property
     def own_field_columns(self) -> frozenset[str]:
@@ -144,6 +147,11 @@ class _Api(BaseModel):
                     f"('{column.source} as ...') or remove it from property_columns"
                 )
         return value
+
+    @property
+    def probe(self) -> tuple[str, str]:
+        """The endpoint and items field of the empty bulk request `check` posts: the API's own."""
+        return self.endpoint, self.items_field
 
     @property
     def key_column(self) -> str:
@@ -245,7 +253,41 @@ class AccountPropertiesApi(_Api):
     key_field: ClassVar[str] = "account_id"
 
 
-ApiConfig = Annotated[TrackApi | UserPropertiesApi | AccountPropertiesApi, Field(discriminator="api_type")]
+class IdentifyApi(_Api):
+    """Links a Heap SDK user id to an identity: one pair a request, since Heap documents no bulk form."""
+
+    api_type: Literal["identify"]
+    user_id_column: str
+    identity_column: str
+    timestamp_column: str | None = None
+
+    endpoint: ClassVar[str] = "/api/v1/identify"
+    items_field: ClassVar[str | None] = None
+    items_per_minute: ClassVar[int | None] = None
+    identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
+    last_write_wins: ClassVar[bool] = False
+    workers: ClassVar[int] = 64
+    """Single calls: throughput comes from many in flight over kept-alive connections."""
+    sends_properties: ClassVar[bool] = False
+
+    key_field: ClassVar[str] = "identity"
+
+    @property
+    def probe(self) -> tuple[str, str]:
+        """Identify has no bulk form, so `check` proves the app id with an empty track request instead."""
+        return TrackApi.endpoint, TrackApi.items_field
+
+    @field_validator("property_columns")
+    @classmethod
+    def _no_properties(cls, value: str) -> str:
+        if value != "*":
+            raise ValueError("identify sends no properties: leave property_columns out")
+        return value
+
+
+ApiConfig = Annotated[
+    TrackApi | UserPropertiesApi | AccountPropertiesApi | IdentifyApi, Field(discriminator="api_type")
+]
 
 
 class StreamMapping(BaseModel):
@@ -463,6 +505,7 @@ API_MODELS: dict[str, type[_Api]] = {
     "track": TrackApi,
     "add_user_properties": UserPropertiesApi,
     "add_account_properties": AccountPropertiesApi,
+    "identify": IdentifyApi,
 }
 
 

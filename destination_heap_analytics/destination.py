@@ -109,8 +109,9 @@ class DestinationHeapAnalytics(Destination):
     @staticmethod
     def _check_api(config: HeapConfig, api: ApiConfig) -> str | None:
         """Posts one empty bulk request to an API; what is wrong, or None when Heap accepted it."""
-        url = config.endpoint_url(api)
-        body = RequestBody(config.app_id, api.items_field)(Batch(0))
+        endpoint, items_field = api.probe
+        url = config.url + endpoint
+        body = RequestBody(config.app_id, items_field)(Batch(0))
         answer = HeapClient(url, config.request_timeout_seconds).post(body)
         if answer.verdict is Verdict.ACCEPTED:
             return None

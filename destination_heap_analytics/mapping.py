@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .config import ApiConfig, TrackApi
+from .config import ApiConfig, IdentifyApi, TrackApi
 from .messages import StreamKey
 
 MAX_TEXT = 1023
@@ -38,7 +38,9 @@ TOO_DEEP = "record nested too deeply"
 NOT_UNICODE = "text holding a lone UTF-16 surrogate"
 BAD_EMITTED_AT = "emitted_at is not a time"
 BAD_TIMESTAMP = "timestamp is not a date, time or epoch number"
+NOT_A_USER_ID = "user_id is not a whole number from 0 to 2^53 - 1"
 MISSING_EVENT = "missing event"
+MISSING_USER_ID = "missing user_id"
 UNTIMED = (BAD_TIMESTAMP, BAD_EMITTED_AT)
 
 
@@ -218,6 +220,11 @@ def identity_text(value: Any) -> str | None:
     return None
 
 
+def is_user_id(text: str) -> bool:
+    """Whether text is a Heap SDK user id: ASCII digits of a whole number from 0 to 2^53 - 1."""
+    return text.isascii() and text.isdigit() and int(text) <= MAX_USER_ID
+
+
 def canonical_json(value: Any) -> bytes:
     """A value's JSON with sorted keys, the same in every run; exact for integers of any size."""
     try:
@@ -313,6 +320,7 @@ class RecordMapper:
         self.left_out_of_rest = self.excluded | {column.source for column in selection.named} | api.own_field_columns
         self.named_outputs = frozenset(name for name, _ in self.named)
         self.fields_of: dict[str, str] = {}
+        self.sends_properties = api.sends_properties
 
     def __call__(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
         """The Heap item for one record, or why there is none."""
@@ -325,14 +333,15 @@ class RecordMapper:
             return Unmappable(f"{self.key_field} is not a string or number", position, column)
         if len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position, column)
-        if self.numeric_key and not (key.isascii() and key.isdigit() and int(key) <= MAX_USER_ID):
-            return Unmappable("user_id is not a whole number from 0 to 2^53 - 1", position, column)
+        if self.numeric_key and not is_user_id(key):
+            return Unmappable(NOT_A_USER_ID, position, column)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
         reason = self._fields(record, emitted_at, body, notes)
         if reason is not None:
             return Unmappable(reason, position, self.fields_of.get(reason))
-        body["properties"] = self._properties(record, notes)
+        if self.sends_properties:
+            body["properties"] = self._properties(record, notes)
         source = (record, emitted_at) if self.keep else None
         return HeapItem(key, body, position, 1, tuple(notes), self.stream, (), source)
 
@@ -427,7 +436,42 @@ class EventMapper(RecordMapper):
             return BAD_EMITTED_AT
 
 
-MAPPERS: dict[str, type[RecordMapper]] = {"track": EventMapper}
+class IdentifyMapper(RecordMapper):
+    """Maps source records to identify calls: the identity (the key), the SDK user id it takes over, and
+    when the link was made (Heap uses now when there is no timestamp column or value)."""
+
+    def __init__(
+        self, api: IdentifyApi, idempotency_key: IdempotencyKey, stream: StreamKey | None = None, keep: bool = False
+    ) -> None:
+        super().__init__(api, idempotency_key, stream, keep)
+        self.user_id = Column(api.user_id_column)
+        self.timestamp = Column(api.timestamp_column) if api.timestamp_column else None
+        self.fields_of = {NOT_A_USER_ID: api.user_id_column, MISSING_USER_ID: api.user_id_column}
+        if api.timestamp_column:
+            self.fields_of[BAD_TIMESTAMP] = api.timestamp_column
+
+    def _fields(
+        self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
+    ) -> str | None:
+        """Adds user_id and timestamp; the reason when the record cannot be a link."""
+        value = self.user_id.lookup(record)
+        if value is MISSING or value is None or value == "":
+            return MISSING_USER_ID
+        user_id = value if type(value) is str else str(value) if type(value) is int else None
+        if user_id is None or not is_user_id(user_id):
+            return NOT_A_USER_ID
+        body["user_id"] = user_id
+        if self.timestamp is not None:
+            stamp = self.timestamp.lookup(record)
+            if not (stamp is MISSING or stamp is None or stamp == ""):
+                text = heap_timestamp(stamp)
+                if text is None:
+                    return BAD_TIMESTAMP
+                body["timestamp"] = text
+        return None
+
+
+MAPPERS: dict[str, type[RecordMapper]] = {"track": EventMapper, "identify": IdentifyMapper}
 """The mapper of each API that adds fields of its own; the others map key and properties only."""
 
 

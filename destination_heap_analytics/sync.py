@@ -32,7 +32,6 @@ from .stats import ProgressLog, SyncStats, tally
 
 logger = logging.getLogger("airbyte")
 
-WORKERS = 4
 FLUSH_AFTER_SECONDS = 5.0
 """A batch open this long is sent at the next tick, however few items it holds."""
 TICK_SECONDS = 1.0
@@ -66,9 +65,8 @@ class Lane:
         body = RequestBody(config.app_id, api.items_field)
         self.url = config.endpoint_url(api)
         self.pacer = Pacer(app.rate_of(api), api.identity_limit, app.lock)
-        self.builder = BatchBuilder(
-            body, config.max_request_bytes, api.last_write_wins, numbers, max_items=self.pacer.app.burst
-        )
+        max_items = 1 if body.single else self.pacer.app.burst
+        self.builder = BatchBuilder(body, config.max_request_bytes, api.last_write_wins, numbers, max_items=max_items)
         if config.dry_run:
             sender: BatchSender | DryRunSender = DryRunSender(self.url, config.dry_run_payloads)
         else:
@@ -81,7 +79,7 @@ class Lane:
                 stop,
                 fail_fast=app.fail_fast,
             )
-        self.pipeline = Pipeline(sender, 1 if config.dry_run else WORKERS, ordered=api.last_write_wins)
+        self.pipeline = Pipeline(sender, 1 if config.dry_run else api.workers, ordered=api.last_write_wins)
 
     def submit(self, batch: Batch | None) -> list[BatchResult]:
         """Starts sending a batch, if any; returns the results that completed meanwhile."""

@@ -40,7 +40,14 @@ except ImportError:  # the sandbox also runs with the standard library alone
         return json.dumps(value).encode()
 
 
-ENDPOINTS = {"/api/track": "events", "/api/add_user_properties": "users", "/api/add_account_properties": "accounts"}
+ENDPOINTS = {
+    "/api/track": "events",
+    "/api/add_user_properties": "users",
+    "/api/add_account_properties": "accounts",
+    "/api/v1/identify": "identify",
+}
+IDENTIFY_FIELDS = {"user_id", "identity", "timestamp"}
+USER_IDS_PER_IDENTITY = 10
 MAX_BULK = 1000
 MAX_TEXT = 1024
 MAX_IDENTITY = 255
@@ -128,6 +135,9 @@ class SandboxState:
             self.accepted: dict[str, list[dict[str, Any]]] = {field: [] for field in ENDPOINTS.values()}
             self.accepted_count = 0
             self.idempotency_keys: set[str] = set()
+            self.linked: dict[str, str] = {}
+            self.user_ids_of: dict[str, set[str]] = {}
+            self.links_dropped = 0
             self.duplicates = 0
             self.requests = 0
             self.statuses: dict[int, int] = {}
@@ -147,6 +157,7 @@ class SandboxState:
                 "accepted": {field: list(items) for field, items in self.accepted.items()},
                 "accepted_count": self.accepted_count,
                 "duplicates_ignored": self.duplicates,
+                "links_dropped": self.links_dropped,
                 "requests": self.requests,
                 "statuses": dict(self.statuses),
                 "accepted_requests": list(self.accepted_requests),
@@ -349,6 +360,9 @@ def _parse(field: str, body: bytes) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _validate(field: str, item: dict[str, Any], poison: str) -> None:
+    if field == "identify":
+        _validate_link(item)
+        return
     if field == "accounts":
         if not isinstance(item.get("account_id"), str) or not item["account_id"]:
             raise BadRequest("account_id is required and must be a non-empty string")
@@ -463,7 +477,40 @@ def _rate_wait(state: SandboxState, field: str, items: list[dict[str, Any]]) -> 
     return None
 
 
+def _validate_link(item: dict[str, Any]) -> None:
+    """Identify takes one pair a call: a user_id as in track, a non-empty identity, an optional timestamp."""
+    if set(item) - IDENTIFY_FIELDS:
+        raise BadRequest("identify takes user_id, identity and timestamp only, one pair per request")
+    user_id, identity = item.get("user_id"), item.get("identity")
+    if not (isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and int(user_id) < 2**53):
+        raise BadRequest("user_id must be a decimal string between 0 and 2^53 - 1")
+    if not isinstance(identity, str) or not identity or len(identity) > MAX_IDENTITY:
+        raise BadRequest(f"identity is required, a string of at most {MAX_IDENTITY} characters")
+    if "timestamp" in item:
+        try:
+            datetime.fromisoformat(item["timestamp"])
+        except (TypeError, ValueError):
+            raise BadRequest("timestamp must be ISO 8601") from None
+
+
+def _link(state: SandboxState, item: dict[str, Any]) -> None:
+    """Heap's silent drops: a user_id links to one identity only, an identity takes at most 10 user_ids."""
+    user_id, identity = item["user_id"], item["identity"]
+    taken = state.user_ids_of.setdefault(identity, set())
+    if user_id in state.linked or len(taken) >= USER_IDS_PER_IDENTITY:
+        state.links_dropped += state.linked.get(user_id) != identity
+        return
+    state.linked[user_id] = identity
+    taken.add(user_id)
+    state.accepted_count += 1
+    if state.faults.keep_items:
+        state.accepted["identify"].append(item)
+
+
 def _accept(state: SandboxState, field: str, items: list[dict[str, Any]]) -> None:
+    if field == "identify":
+        _link(state, items[0])
+        return
     accepted = state.accepted[field]
     keep = state.faults.keep_items
     for item in items:

@@ -19,7 +19,8 @@ def test_discover_publishes_heaps_objects():
     (message,) = run.of_type("DESTINATION_CATALOG")
     operations = [DestinationOperation(**op) for op in message["destination_catalog"]["operations"]]
     by_name = {op.object_name: op for op in operations}
-    assert set(by_name) == {"event", "event_by_user_id", "user_properties", "account_properties"}
+    assert set(by_name) == {"event", "event_by_user_id", "user_properties", "account_properties", "identify"}
+    assert by_name["identify"].json_schema["required"] == ["user_id", "identity"]
     assert by_name["event"].sync_mode == "append" and by_name["event"].json_schema["required"] == ["identity", "event"]
     assert {"timestamp", "idempotency_key"} <= set(by_name["event"].json_schema["properties"])
     assert by_name["user_properties"].sync_mode == DestinationSyncMode.append_dedup.value

@@ -29,6 +29,7 @@ def test_spec_offers_the_three_apis_and_none_for_mappings():
         "track",
         "add_user_properties",
         "add_account_properties",
+        "identify",
         "none",
     ]
     assert spec["supported_destination_sync_modes"] == ["overwrite", "append", "append_dedup"]

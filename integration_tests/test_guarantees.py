@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from destination_heap_analytics.sync import WORKERS
+from destination_heap_analytics.config import TrackApi
 from integration_tests.heap_sandbox import Faults, HeapSandbox
 from integration_tests.support import StateCoverage, config_for, record, run_connector, stream_messages
 
@@ -78,7 +78,7 @@ def test_poison_items_fail_the_sync_at_the_first_rejection_when_asked():
     assert re.match(r"Heap rejected record (\d+) \(on_rejected_record is 'fail'\): HTTP 400", message)
     assert 1_000 <= int(message.split()[3]) - 1 < 3_000
     assert all(state["stream"]["stream_state"]["seq"] < 1_000 for state in run.states)
-    assert requests <= WORKERS + 11, f"{requests} requests: others went on sending after the first refusal"
+    assert requests <= TrackApi.workers + 11, f"{requests} requests: others went on sending after the first refusal"
 
 
 def test_an_invalid_app_id_fails_within_seconds_as_a_config_error(sandbox):

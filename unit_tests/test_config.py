@@ -169,7 +169,7 @@ def test_an_unknown_api_type_names_the_valid_ones():
     message = error_of(api={"api_type": "identfy", "identity_column": "e"})
     assert message == (
         "Invalid configuration: api: api_type 'identfy' is unknown; "
-        "use one of track, add_user_properties, add_account_properties"
+        "use one of track, add_user_properties, add_account_properties, identify"
     )
 
 

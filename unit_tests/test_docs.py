@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from destination_heap_analytics.config import HeapConfig
+from destination_heap_analytics.config import API_MODELS, HeapConfig
 from destination_heap_analytics.mapping import HeapItem, IdempotencyKey, mapper_for
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "heap-analytics.md").read_text()
@@ -37,7 +37,7 @@ def examples():
 
 def test_the_page_has_examples_for_every_api_type():
     types = {config["api"]["api_type"] for config, *_ in examples() if "api" in config}
-    assert types == {"track", "add_user_properties", "add_account_properties"}
+    assert types == set(API_MODELS)
 
 
 @pytest.mark.parametrize("text", [text for kind, _, text in BLOCKS if kind == "config"])
