@@ -369,22 +369,14 @@ def _validate(field: str, item: dict[str, Any], poison: str) -> None:
     elif field == "events" and "user_id" in item:
         if "identity" in item:
             raise BadRequest("use identity or user_id, not both")
-        user_id = item["user_id"]
-        if not (isinstance(user_id, str) and user_id.isdigit() and int(user_id) < 2**53):
-            raise BadRequest("user_id must be a decimal string between 0 and 2^53 - 1")
+        _check_user_id(item["user_id"])
     else:
-        identity = item.get("identity")
-        if not isinstance(identity, str) or not identity or len(identity) > MAX_IDENTITY:
-            raise BadRequest(f"identity is required, a string of at most {MAX_IDENTITY} characters")
+        _check_identity(item.get("identity"))
     if field == "events":
         event = item.get("event")
         if not isinstance(event, str) or not event or len(event) > MAX_TEXT:
             raise BadRequest(f"event is required, a string of at most {MAX_TEXT} characters")
-        if "timestamp" in item:
-            try:
-                datetime.fromisoformat(item["timestamp"])
-            except (TypeError, ValueError):
-                raise BadRequest("timestamp must be ISO 8601") from None
+        _check_timestamp(item)
         if "idempotency_key" in item and not isinstance(item["idempotency_key"], str):
             raise BadRequest("idempotency_key must be a string")
     properties = item.get("properties", {})
@@ -481,11 +473,22 @@ def _validate_link(item: dict[str, Any]) -> None:
     """Identify takes one pair a call: a user_id as in track, a non-empty identity, an optional timestamp."""
     if set(item) - IDENTIFY_FIELDS:
         raise BadRequest("identify takes user_id, identity and timestamp only, one pair per request")
-    user_id, identity = item.get("user_id"), item.get("identity")
+    _check_user_id(item.get("user_id"))
+    _check_identity(item.get("identity"))
+    _check_timestamp(item)
+
+
+def _check_user_id(user_id: Any) -> None:
     if not (isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and int(user_id) < 2**53):
         raise BadRequest("user_id must be a decimal string between 0 and 2^53 - 1")
+
+
+def _check_identity(identity: Any) -> None:
     if not isinstance(identity, str) or not identity or len(identity) > MAX_IDENTITY:
         raise BadRequest(f"identity is required, a string of at most {MAX_IDENTITY} characters")
+
+
+def _check_timestamp(item: dict[str, Any]) -> None:
     if "timestamp" in item:
         try:
             datetime.fromisoformat(item["timestamp"])

@@ -1,4 +1,4 @@
-"""The Airbyte platform's contract (../shared/AIRBYTE_PLATFORM.md), through `main.py write` as a subprocess:
+"""The Airbyte platform's contract (docs/airbyte-platform.md), through `main.py write` as a subprocess:
 STATE messages come back exactly as sent plus destinationStats, in order, with the platform's record counts."""
 
 from __future__ import annotations
