@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from integration_tests.heap_sandbox import HeapSandbox
 from integration_tests.support import (
+    MAIN,
     TRACK,
     StateCoverage,
     catalog,
@@ -150,3 +154,15 @@ def test_user_properties_updates_to_one_identity_are_merged_in_order():
         users = sandbox.items("users")
     assert sorted((u["identity"], u["properties"]["plan"]) for u in users) == [("u0", "p6"), ("u1", "p7"), ("u2", "p8")]
     assert run.summary["records_delivered"] == 9
+
+
+def test_the_command_line_says_what_it_wants_without_a_stack_trace(tmp_path):
+    bare = subprocess.run([sys.executable, MAIN], capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and "usage: destination-heap-analytics" in bare.stderr
+    assert "Traceback" not in bare.stdout + bare.stderr
+    helped = subprocess.run([sys.executable, MAIN, "write", "--help"], capture_output=True, text=True, timeout=60)
+    assert "--dry-run" in helped.stdout
+    missing = str(tmp_path / "nowhere.json")
+    checked = subprocess.run([sys.executable, MAIN, "check", "--config", missing], capture_output=True, timeout=60)
+    status = json.loads(checked.stdout.splitlines()[-1])["connectionStatus"]
+    assert status["status"] == "FAILED" and missing in status["message"]
