@@ -37,6 +37,7 @@ def test_a_sync_of_every_object_loads_each_stream_into_its_api_with_extra_fields
         activation_stream(
             "crm_accounts", "account_properties", ["account_id", "seats"], "append_dedup", ["account_id"]
         ),
+        activation_stream("web_logins", "identify", ["user_id", "identity"]),
     ]
     messages = [
         record("logins", identity="jo@x.io", event="Logged In", timestamp="2024-01-05T10:00:00+00:00", plan="pro"),
@@ -49,11 +50,14 @@ def test_a_sync_of_every_object_loads_each_stream_into_its_api_with_extra_fields
         platform_state(3, "crm_users"),
         record("crm_accounts", account_id="acme", seats="12"),
         platform_state(4, "crm_accounts"),
+        record("web_logins", user_id="8675309", identity="jo@x.io"),
+        platform_state(5, "web_logins"),
     ]
     with HeapSandbox() as sandbox:
         config = {"app_id": "11", "base_url": sandbox.url}
         run = run_connector("write", config, messages, catalog_json={"streams": streams})
         events, users, accounts = sandbox.items("events"), sandbox.items("users"), sandbox.items("accounts")
+        links = sandbox.items("identify")
     assert run.returncode == 0, run.stderr
     for event in events:
         assert event.pop("idempotency_key")
@@ -79,12 +83,14 @@ def test_a_sync_of_every_object_loads_each_stream_into_its_api_with_extra_fields
     ]
     assert users == [{"identity": "jo@x.io", "properties": {"plan": "pro"}}]
     assert accounts == [{"account_id": "acme", "properties": {"seats": "12"}}]
+    assert links == [{"user_id": "8675309", "identity": "jo@x.io"}]
     states = {state["id"]: state["destinationStats"] for state in run.states}
     assert states == {
         1: {"recordCount": 2.0, "rejectedRecordCount": 0.0},
         2: {"recordCount": 1.0, "rejectedRecordCount": 0.0},
         3: {"recordCount": 1.0, "rejectedRecordCount": 1.0},
         4: {"recordCount": 1.0, "rejectedRecordCount": 0.0},
+        5: {"recordCount": 1.0, "rejectedRecordCount": 0.0},
     }
 
 
