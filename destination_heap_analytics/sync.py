@@ -89,9 +89,9 @@ class Lane:
 class Sync:
     """Loads the catalog's streams into Heap through their routes and yields the STATE lines Heap has made safe."""
 
-    def __init__(self, config: HeapConfig, routes: list[Route], store: NoStore | S3Store | None = None) -> None:
+    def __init__(self, config: HeapConfig, routes: list[Route], store: NoStore | S3Store) -> None:
         self.config = config
-        self.store = store if store is not None and not config.dry_run else NoStore()
+        self.store = NoStore() if config.dry_run else store
         keep = self.store.where is not None
         self.stats = SyncStats(dry_run=config.dry_run)
         self.dry_run = config.dry_run
