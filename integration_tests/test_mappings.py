@@ -157,7 +157,7 @@ def test_a_stream_without_a_mapping_or_a_mapping_without_a_stream_fails_before_a
     run = run_connector("write", unmapped, messages, catalog_json=catalog("users", "orders"))
     assert run.returncode != 0
     assert run.errors[0]["failure_type"] == "config_error"
-    assert "Stream 'orders' is in the connection but no mapping loads it" in run.errors[0]["message"]
+    assert "Stream 'orders' is in the connection but nothing loads it" in run.errors[0]["message"]
 
     missing = config_for(sandbox, mappings=MAPPINGS)
     run = run_connector("write", missing, messages, catalog_json=catalog("users"))
