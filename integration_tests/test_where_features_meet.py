@@ -169,7 +169,7 @@ def test_a_retry_after_of_zero_still_backs_off():
         elapsed = time.monotonic() - started
         requests = sandbox.state.snapshot()["requests"]
     assert run.returncode != 0 and "8s retry budget" in run.errors[0]["message"]
-    assert requests <= 6, f"{requests} requests in {elapsed:.1f}s: Retry-After 0 must not mean no backoff"
+    assert requests <= 12, f"{requests} requests in {elapsed:.1f}s: Retry-After 0 must not mean no backoff"
 
 
 def test_no_request_holds_more_items_than_a_small_ceiling_allows_in_a_minute():
