@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 
-from .messages import State, StreamKey, with_destination_stats
+from .messages import State, StreamKey
 
 Scope = StreamKey | None
 """What a STATE checkpoints: one stream, or (None) every stream, for GLOBAL and LEGACY states."""
@@ -35,10 +35,10 @@ class Rejections:
 class Held:
     """A STATE waiting for its records: what it covers, and the counts of its span."""
 
-    __slots__ = ("position", "raw", "received", "rejected", "through")
+    __slots__ = ("position", "received", "rejected", "state", "through")
 
-    def __init__(self, raw: bytes, through: int, position: int, received: int, rejected: Rejections) -> None:
-        self.raw = raw
+    def __init__(self, state: State, through: int, position: int, received: int, rejected: Rejections) -> None:
+        self.state = state
         self.through = through
         self.position = position
         self.received = received
@@ -48,7 +48,7 @@ class Held:
         """The STATE as it came, with the platform's counts for its span."""
         rejected = self.rejected.count
         stats = {"recordCount": float(self.received - rejected), "rejectedRecordCount": float(rejected)}
-        return with_destination_stats(self.raw, stats)
+        return self.state.line(stats)
 
 
 class CheckpointTracker:
@@ -107,8 +107,8 @@ class CheckpointTracker:
         if scope is not None:
             self.rejected_now.pop(None, None)
         self.read_at_last_state = records_read
-        self.held[scope].append(Held(state.raw, through_batch, records_read, received, rejected))
-        self.held_bytes += len(state.raw)
+        self.held[scope].append(Held(state, through_batch, records_read, received, rejected))
+        self.held_bytes += state.size
         self.held_count += 1
         return self._ready([scope])
 
@@ -131,10 +131,10 @@ class CheckpointTracker:
         for scope in scopes:
             held = self.held.get(scope)
             while held and self._covered(scope, held[0].through):
-                state = held.popleft()
-                self.held_bytes -= len(state.raw)
+                passing = held.popleft()
+                self.held_bytes -= passing.state.size
                 self.held_count -= 1
-                ready.append(state.line())
+                ready.append(passing.line())
             if held is not None and not held:
                 del self.held[scope]
         return ready

@@ -411,7 +411,8 @@ class HeapConfig(BaseModel):
             if api is not None and mappings not in (None, []):
                 raise ValueError(
                     "set either api (loads the catalog's single stream) or mappings (streams by name), not both: "
-                    "remove api from the config (in the Airbyte UI, clear the API form) to use mappings"
+                    "remove api from the config (in the Airbyte UI, choose 'None: use Mappings' as the API Type) "
+                    "to use mappings"
                 )
         return raw
 

@@ -47,10 +47,21 @@ class Unreadable(NamedTuple):
 
 
 class State(NamedTuple):
-    """A STATE message as the bytes it came as, and the stream it checkpoints (None for GLOBAL and LEGACY)."""
+    """A STATE message as the bytes it came as, split where `state.destinationStats`'s value goes (found once,
+    when the line is read), and the stream it checkpoints (None for GLOBAL and LEGACY)."""
 
-    raw: bytes
+    head: bytes
+    tail: bytes
     stream: StreamKey | None
+
+    def line(self, stats: Mapping[str, float]) -> bytes:
+        """The STATE exactly as it came, but with `destinationStats` set to `stats` (added or replaced)."""
+        return self.head + orjson.dumps(dict(stats)) + self.tail
+
+    @property
+    def size(self) -> int:
+        """Bytes held."""
+        return len(self.head) + len(self.tail)
 
 
 class Tick(NamedTuple):
@@ -263,13 +274,12 @@ def state_of(message: dict[str, Any], raw: bytes, number: int) -> State:
     kind = state.get("type", "LEGACY")
     if type(kind) is not str or kind not in STATE_TYPES:
         raise malformed_state(number, "its type is not STREAM, GLOBAL or LEGACY")
-    raw = raw.strip()
     try:
-        with_destination_stats(raw, {})
+        head, tail = stats_splice(raw)
     except (ValueError, IndexError, RecursionError):
         raise malformed_state(number, "it cannot be passed back with destinationStats added") from None
     if kind != "STREAM":
-        return State(raw, None)
+        return State(head, tail, None)
     stream = state.get("stream")
     descriptor = stream.get("stream_descriptor") if type(stream) is dict else None
     if type(descriptor) is not dict:
@@ -277,7 +287,7 @@ def state_of(message: dict[str, Any], raw: bytes, number: int) -> State:
     name, namespace = descriptor.get("name"), descriptor.get("namespace")
     if type(name) is not str or not (namespace is None or type(namespace) is str):
         raise malformed_state(number, "its stream descriptor has no name, or a namespace that is not text")
-    return State(raw, (name, namespace))
+    return State(head, tail, (name, namespace))
 
 
 WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -301,23 +311,25 @@ def _members(text: str, start: int) -> Iterator[tuple[str, int, int]]:
         position = WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
 
 
-def with_destination_stats(raw: bytes, stats: Mapping[str, float]) -> bytes:
-    """A STATE line exactly as it came, but for `state.destinationStats`, set to `stats` (added or replaced).
-
-    Every other byte is kept: numbers beyond what a float holds, key order, fields of newer protocols.
-    """
-    text = raw.decode()
+def stats_splice(raw: bytes) -> tuple[bytes, bytes]:
+    """A STATE line cut where `state.destinationStats`'s value goes: before it (the key added when the state
+    has none) and after it (an existing value left out). Every other byte is kept: numbers beyond what a
+    float holds, key order, fields of newer protocols. A ValueError when the line has no state object."""
+    text = raw.strip().decode()
     top = WHITESPACE.match(text).end()  # type: ignore[union-attr]
     _, start, end = [member for member in _members(text, top) if member[0] == "state"][-1]
-    value = orjson.dumps(dict(stats)).decode()
     inner = list(_members(text, start))
     replaced = [member for member in inner if member[0] == "destinationStats"]
     if replaced:
         _, value_start, value_end = replaced[-1]
-        return (text[:value_start] + value + text[value_end:]).encode()
+        return text[:value_start].encode(), text[value_end:].encode()
     close = end - 1
-    member = ("," if inner else "") + '"destinationStats":' + value
-    return (text[:close] + member + text[close:]).encode()
+    return (text[:close] + ("," if inner else "") + '"destinationStats":').encode(), text[close:].encode()
+
+
+def state_at(raw: bytes, stream: StreamKey | None) -> State:
+    """A State of a raw STATE line checkpointing `stream`."""
+    return State(*stats_splice(raw), stream)
 
 
 def shown(name: str, limit: int = 100) -> str:

@@ -4,7 +4,7 @@ platform's counts, byte for byte as it came but for destinationStats."""
 import json
 
 from destination_heap_analytics.checkpoint import CheckpointTracker
-from destination_heap_analytics.messages import State
+from destination_heap_analytics.messages import state_at
 
 USERS, ORDERS = ("users", None), ("orders", None)
 
@@ -15,7 +15,7 @@ def state(n, stream=USERS, **extra):
     else:
         descriptor = {"name": stream[0], **({"namespace": stream[1]} if stream[1] else {})}
         body = {"type": "STREAM", "id": n, "stream": {"stream_descriptor": descriptor, "stream_state": {}}, **extra}
-    return State(json.dumps({"type": "STATE", "state": body}).encode(), stream)
+    return state_at(json.dumps({"type": "STATE", "state": body}).encode(), stream)
 
 
 def ids(lines):
@@ -125,5 +125,5 @@ def test_the_state_passes_byte_for_byte_but_for_destination_stats():
     )
     tracker = CheckpointTracker()
     tracker.received[USERS] = 4
-    (out,) = tracker.add(State(raw, USERS), 0, 4)
+    (out,) = tracker.add(state_at(raw, USERS), 0, 4)
     assert out == raw.replace(b'{"recordCount":99.0,"other":1}', b'{"recordCount":4.0,"rejectedRecordCount":0.0}')

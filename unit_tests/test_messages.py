@@ -9,11 +9,11 @@ from destination_heap_analytics.messages import (
     NOT_A_MESSAGE,
     NOT_JSON,
     TOO_DEEP,
-    State,
     Unreadable,
     dump_json,
     parse_json,
     read_lines,
+    state_at,
 )
 
 
@@ -46,7 +46,7 @@ def test_lines_become_records_states_or_reasons():
     ]
     messages = list(read_lines(lines))
     assert messages[0] == (("s", "n"), {"a": 1}, 5)
-    assert messages[1] == State(lines[1], ("s", None))
+    assert messages[1] == state_at(lines[1], ("s", None))
     assert messages[2:] == [
         Unreadable(3, NO_DATA, ("s", None)),
         Unreadable(6, NOT_A_MESSAGE),
