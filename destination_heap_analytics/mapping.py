@@ -318,6 +318,10 @@ class RecordMapper:
         self.refused = api.refused_property_names
         self.excluded = frozenset(selection.excluded)
         self.left_out_of_rest = self.excluded | {column.source for column in selection.named} | api.own_field_columns
+        # The keys a left-out path may lie under: only their objects are walked path by path.
+        self.holding_left_out = frozenset(
+            path[:at] for path in self.left_out_of_rest for at, char in enumerate(path) if char in "._"
+        )
         self.named_outputs = frozenset(name for name, _ in self.named)
         self.fields_of: dict[str, str] = {}
         self.sends_properties = api.sends_properties
@@ -371,7 +375,12 @@ class RecordMapper:
                 add_property(properties, name, value, notes)
         if not self.rest:
             return properties
-        left_out, refused, named_outputs = self.left_out_of_rest, self.refused, self.named_outputs
+        left_out, holding, refused, named_outputs = (
+            self.left_out_of_rest,
+            self.holding_left_out,
+            self.refused,
+            self.named_outputs,
+        )
         for key, value in record.items():
             if key in left_out:
                 continue
@@ -381,7 +390,7 @@ class RecordMapper:
                 notes.append(ID_PROPERTY_LEFT_OUT)
             elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT and key not in properties:
                 properties[key] = value
-            elif left_out and type(value) is dict:
+            elif type(value) is dict and key in holding:
                 _add_leaving_out(properties, key, value, notes, key, key, left_out)
             else:
                 add_property(properties, key, value, notes)
