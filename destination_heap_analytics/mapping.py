@@ -153,13 +153,27 @@ def heap_scalar(value: Any, notes: list[str]) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is list:
-        if any(type(element) in (dict, list) for element in value):
-            return heap_scalar(json.dumps(value, separators=(",", ":"), ensure_ascii=False), notes)
-        scalars = (heap_scalar(element, notes) for element in value)
-        return [element for element in scalars if element is not None]
+        return heap_list(value, notes)
     if value is None:
         return None
     return heap_scalar(str(value), notes)
+
+
+def heap_list(value: list[Any], notes: list[str]) -> Any:
+    """A list Heap can hold: its scalars converted (nulls dropped), or its JSON text when it holds objects or
+    lists. A list of short strings, the common case, is sent as it is."""
+    if not value:
+        return value
+    kinds = set(map(type, value))
+    if dict in kinds or list in kinds:
+        return heap_scalar(json.dumps(value, separators=(",", ":"), ensure_ascii=False), notes)
+    if kinds == STR_ONLY and max(map(len, value)) <= MAX_TEXT:
+        return value
+    scalars = (heap_scalar(element, notes) for element in value)
+    return [element for element in scalars if element is not None]
+
+
+STR_ONLY = {str}
 
 
 def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[str]) -> None:
@@ -270,6 +284,9 @@ class IdempotencyKey:
         self.stream += list(scope)
         self.column = Column(column) if column else None
         self.key_paths = [tuple(path) for path in key_paths]
+        self.top_keys = [path[0] for path in self.key_paths] if all(len(path) == 1 for path in key_paths) else None
+        # The hash of `[*stream, value]` starts the same for every value: hashed once, copied per key.
+        self.opening = hashlib.blake2b(canonical_json(self.stream)[:-1] + b",", digest_size=16)
 
     def __call__(self, record: Mapping[str, Any], notes: list[str]) -> str:
         if self.column is not None:
@@ -278,10 +295,24 @@ class IdempotencyKey:
                 return stable_hash([*self.stream, "column", value])
             notes.append(KEY_FROM_RECORD_HASH)
         elif self.key_paths:
-            values = [_walk(record, path) for path in self.key_paths]
+            if self.top_keys is not None:
+                values = list(map(record.get, self.top_keys))
+            else:
+                values = [_walk(record, path) for path in self.key_paths]
             if None not in values:
-                return stable_hash([*self.stream, values])
-        return stable_hash([*self.stream, record])
+                return self._hash(values)
+        return self._hash(record)
+
+    def _hash(self, value: Any) -> str:
+        """`stable_hash([*self.stream, value])`, with the stream's part hashed once."""
+        try:
+            encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return stable_hash([*self.stream, value])
+        hasher = self.opening.copy()
+        hasher.update(encoded)
+        hasher.update(b"]")
+        return hasher.hexdigest()
 
 
 def _walk(record: Mapping[str, Any], path: Sequence[str]) -> Any:
@@ -291,6 +322,126 @@ def _walk(record: Mapping[str, Any], path: Sequence[str]) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+SEND, LEAVE_OUT, GIVE_WAY, REFUSE = range(4)
+"""What `*` does with the values under one key path: send them, leave them out (a `-column`, or a column
+that fills a Heap field), or leave them out with a note (a top-level key a named column's Heap name takes,
+or a name Heap refuses)."""
+PLANNED_PATHS = 10_000
+"""Key paths a stream's plan remembers: records with keys of their own (ids as keys) are walked unplanned
+past it, so the plan's memory is bounded."""
+
+
+class KeyPlan:
+    """One key path of a stream's records as `*` sends it: what to do with its values and the Heap name they
+    go under; under it, the plans of the keys found there, and the names of those sent as they are (False
+    for those left out)."""
+
+    __slots__ = ("action", "children", "flat", "name", "names", "path")
+
+    def __init__(self, action: int, name: str, path: str, flat: str) -> None:
+        self.action = action
+        self.name = name
+        self.path = path
+        self.flat = flat
+        self.children: dict[str, KeyPlan] = {}
+        self.names: dict[str, str | bool] = {}
+
+
+class RestPlan:
+    """What `*` sends of a stream's records, decided once per key path, the first time a record holds it.
+
+    Left-out columns are matched against each value's source path (keys joined by `.`, or by `_`),
+    exactly, whatever the keys hold. The per-record walk then does no name building and no matching:
+    a key sent as it is finds its Heap name in one lookup, its value is converted by type in line, and
+    only the rare ones (keys left out or noted, names too long for Heap, long text, collisions) take
+    the general path.
+    """
+
+    def __init__(self, left_out: frozenset[str], named_outputs: frozenset[str], refused: frozenset[str]) -> None:
+        self.left_out = left_out
+        self.named_outputs = named_outputs
+        self.refused = refused
+        self.root = KeyPlan(SEND, "", "", "")
+        self.planned = 0
+
+    def add(self, properties: dict[str, Any], record: Mapping[str, Any], notes: list[str]) -> None:
+        """Adds what `*` sends of a record to its properties."""
+        self._walk(properties, self.root, record, notes)
+
+    def _walk(self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str]) -> None:
+        names = parent.names
+        for key, inner in value.items():
+            name = names.get(key)
+            if type(name) is not str:
+                if name is None:
+                    self._unusual(properties, parent, key, inner, notes)
+                continue
+            kind = type(inner)
+            if kind is str:
+                if len(inner) > MAX_TEXT:
+                    add_property(properties, name, inner, notes)
+                    continue
+            elif kind is dict:
+                self._walk(properties, parent.children[key], inner, notes)
+                continue
+            elif kind is bool:
+                inner = "true" if inner else "false"
+            elif kind is int:
+                if not INT64_MIN <= inner <= UINT64_MAX:
+                    inner = str(inner)
+            elif kind is float:
+                if not math.isfinite(inner):
+                    continue
+            elif kind is list:
+                inner = heap_list(inner, notes)
+            elif inner is None:
+                continue
+            else:
+                add_property(properties, name, inner, notes)
+                continue
+            if name in properties:
+                add_property(properties, name, inner, notes)
+            else:
+                properties[name] = inner
+
+    def _unusual(self, properties: dict[str, Any], parent: KeyPlan, key: str, value: Any, notes: list[str]) -> None:
+        """A value whose key is new to the plan, left out, noted, or under a name too long for Heap."""
+        plan = parent.children.get(key) or self._plan(parent, key)
+        if plan.action == SEND:
+            if type(value) is dict:
+                self._walk(properties, plan, value, notes)
+            else:
+                add_property(properties, plan.name, value, notes)
+        elif plan.action == GIVE_WAY:
+            notes.append(GAVE_WAY)
+        elif plan.action == REFUSE:
+            notes.append(ID_PROPERTY_LEFT_OUT)
+
+    def _plan(self, parent: KeyPlan, key: str) -> KeyPlan:
+        """The plan of a key under `parent`, made now and remembered while the plan has room."""
+        top = parent is self.root
+        path, flat, name = (
+            (key, key, key) if top else (f"{parent.path}.{key}", f"{parent.flat}_{key}", f"{parent.name}.{key}")
+        )
+        if path in self.left_out or flat in self.left_out:
+            action = LEAVE_OUT
+        elif top and key in self.named_outputs:
+            action = GIVE_WAY
+        elif top and self.refused and key.lower() in self.refused:
+            action = REFUSE
+        else:
+            action = SEND
+        plan = KeyPlan(action, name, path, flat)
+        if self.planned < PLANNED_PATHS:
+            self.planned += 1
+            parent.children[key] = plan
+            if action == LEAVE_OUT:
+                parent.names[key] = False
+            elif action == SEND and len(name) <= MAX_TEXT:
+                parent.names[key] = name
+        return plan
 
 
 class RecordMapper:
@@ -314,27 +465,27 @@ class RecordMapper:
         self.key = Column(api.key_column)
         selection = api.properties
         self.named = [(column.name, Column(column.source)) for column in selection.named]
-        self.rest = selection.rest
-        self.refused = api.refused_property_names
         self.excluded = frozenset(selection.excluded)
-        self.left_out_of_rest = self.excluded | {column.source for column in selection.named} | api.own_field_columns
-        # The keys a left-out path may lie under: only their objects are walked path by path.
-        self.holding_left_out = frozenset(
-            path[:at] for path in self.left_out_of_rest for at, char in enumerate(path) if char in "._"
-        )
-        self.named_outputs = frozenset(name for name, _ in self.named)
+        left_out = self.excluded | {column.source for column in selection.named} | api.own_field_columns
+        named_outputs = frozenset(name for name, _ in self.named)
+        self.rest = RestPlan(left_out, named_outputs, api.refused_property_names) if selection.rest else None
         self.fields_of: dict[str, str] = {}
         self.sends_properties = api.sends_properties
 
     def __call__(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
         """The Heap item for one record, or why there is none."""
         column = self.key.name
-        key = self.key.lookup(record)
-        if key is MISSING or key is None or key == "":
+        key = record.get(column, MISSING)
+        if type(key) is not str:
+            if key is MISSING:
+                key = self.key.nested(record)
+            if key is MISSING or key is None:
+                return Unmappable(f"missing {self.key_field}", position, column)
+            key = identity_text(key)
+            if key is None:
+                return Unmappable(f"{self.key_field} is not a string or number", position, column)
+        if not key:
             return Unmappable(f"missing {self.key_field}", position, column)
-        key = identity_text(key)
-        if key is None:
-            return Unmappable(f"{self.key_field} is not a string or number", position, column)
         if len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position, column)
         if self.numeric_key and not is_user_id(key):
@@ -347,7 +498,7 @@ class RecordMapper:
         if self.sends_properties:
             body["properties"] = self._properties(record, notes)
         source = (record, emitted_at) if self.keep else None
-        return HeapItem(key, body, position, 1, tuple(notes), self.stream, (), source)
+        return HeapItem(key, body, position, 1, tuple(notes) if notes else (), self.stream, (), source)
 
     def _fields(
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
@@ -357,8 +508,7 @@ class RecordMapper:
 
     def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
         """The properties of one record: the named columns under their Heap names, then with `*` every other
-        top-level column whose name no named column took. Short strings under a new name, the common case,
-        skip the general conversion."""
+        column whose name no named column took. Short strings, the common case, skip the general conversion."""
         properties: dict[str, Any] = {}
         for name, column in self.named:
             value = record.get(column.name, MISSING)
@@ -373,27 +523,8 @@ class RecordMapper:
                 _add_leaving_out(properties, name, value, notes, path, path.replace(".", "_"), self.excluded)
             else:
                 add_property(properties, name, value, notes)
-        if not self.rest:
-            return properties
-        left_out, holding, refused, named_outputs = (
-            self.left_out_of_rest,
-            self.holding_left_out,
-            self.refused,
-            self.named_outputs,
-        )
-        for key, value in record.items():
-            if key in left_out:
-                continue
-            if key in named_outputs:
-                notes.append(GAVE_WAY)
-            elif refused and key.lower() in refused:
-                notes.append(ID_PROPERTY_LEFT_OUT)
-            elif type(value) is str and len(value) <= MAX_TEXT and len(key) <= MAX_TEXT and key not in properties:
-                properties[key] = value
-            elif type(value) is dict and key in holding:
-                _add_leaving_out(properties, key, value, notes, key, key, left_out)
-            else:
-                add_property(properties, key, value, notes)
+        if self.rest is not None:
+            self.rest.add(properties, record, notes)
         return properties
 
 
@@ -418,7 +549,9 @@ class EventMapper(RecordMapper):
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
     ) -> str | None:
         """Adds event, timestamp and idempotency key; the reason when the record cannot be an event."""
-        event = self.event_name or identity_text(self.event.lookup(record))
+        event = self.event_name or self.event.lookup(record)
+        if type(event) is not str:
+            event = identity_text(event)
         if not event:
             return MISSING_EVENT
         if len(event) > MAX_EVENT:

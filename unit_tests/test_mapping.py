@@ -13,6 +13,7 @@ from destination_heap_analytics.mapping import (
     MISSING,
     NAME_COLLISION,
     NOT_UNICODE,
+    PLANNED_PATHS,
     TIMESTAMP_FROM_EMITTED_AT,
     TOO_DEEP,
     TRUNCATED_EVENT,
@@ -20,7 +21,9 @@ from destination_heap_analytics.mapping import (
     Column,
     HeapItem,
     IdempotencyKey,
+    RestPlan,
     Unmappable,
+    add_property,
     failure_reason,
     heap_timestamp,
     mapper_for,
@@ -375,3 +378,94 @@ def test_a_star_column_that_gives_way_to_a_named_one_is_counted():
     )
     assert event.body["properties"] == {"name": "jo@x.io"}
     assert GAVE_WAY in event.notes
+
+
+GOLDEN_KEYS = [
+    (
+        IdempotencyKey("users", key_paths=[["event_id"]]),
+        {"event_id": "e-1", "x": 1},
+        "6d71494284b64104eaddca382594d0eb",
+    ),
+    (
+        IdempotencyKey("users", "public", key_paths=[["event_id"]]),
+        {"event_id": "e-1"},
+        "c82517effdd4d6a4a32ff7444400825d",
+    ),
+    (
+        IdempotencyKey("users", key_paths=[["a", "b"], ["c"]]),
+        {"a": {"b": 12345678901234567890123}, "c": "é"},
+        "704370e28ecbf4d0f560cfe1914480f4",
+    ),
+    (
+        IdempotencyKey("users", key_paths=[["event_id"]]),
+        {"x": 1, "é": [1.5, None, {"b": 2, "a": 1}]},
+        "6a5b89714d1d230cc40372939cc2c73a",
+    ),
+    (IdempotencyKey("users", key_paths=[["event_id"]]), {"x": 10**30, "é": "ü"}, "2dac9a0d6cdc83b0e1520d983b9392a8"),
+    (IdempotencyKey("users", column="order_id"), {"order_id": 7}, "965166df069b483ab76c5f0a8c79364b"),
+    (IdempotencyKey("users", scope=["event", "Signed Up"]), {"event_id": "e-1"}, "2f15a1c60fcf449530d447c47ed46a94"),
+    (IdempotencyKey("ü", key_paths=[["id"]]), {"id": 2**64}, "360d32630ba10d7ee2af66e5d14f0975"),
+]
+"""Keys computed by version 0.4.0: a re-sync after an upgrade is deduplicated only if they never change."""
+
+
+@pytest.mark.parametrize(("key", "record", "expected"), GOLDEN_KEYS)
+def test_idempotency_keys_are_those_of_version_0_4_0(key, record, expected):
+    assert key(record, []) == expected
+
+
+def reference_star(record, left_out, named_outputs, refused):
+    """What `*` sends, by its definition: each value's source path checked against the left-out columns."""
+    properties, notes = {}, []
+
+    def walk(name, value, path, flat):
+        for key, inner in value.items():
+            inner_path, inner_flat = f"{path}.{key}", f"{flat}_{key}"
+            if inner_path in left_out or inner_flat in left_out:
+                continue
+            if type(inner) is dict:
+                walk(f"{name}.{key}", inner, inner_path, inner_flat)
+            else:
+                add_property(properties, f"{name}.{key}", inner, notes)
+
+    for key, value in record.items():
+        if key in left_out:
+            continue
+        if key in named_outputs:
+            notes.append(GAVE_WAY)
+        elif key.lower() in refused:
+            notes.append(ID_PROPERTY_LEFT_OUT)
+        elif type(value) is dict:
+            walk(key, value, key, key)
+        else:
+            add_property(properties, key, value, notes)
+    return properties, notes
+
+
+path_keys = st.sampled_from(["a", "b", "a.b", "a_b", "id", "ID", "c", "x" * 1030])
+nested_records = st.recursive(
+    json_values,
+    lambda children: st.dictionaries(path_keys, children, max_size=4),
+    max_leaves=16,
+).filter(lambda value: type(value) is dict)
+
+
+@given(
+    st.lists(nested_records, min_size=1, max_size=4),
+    st.frozensets(st.sampled_from(["a", "a.b", "a_b", "b.a", "a.a.b", "c_a", "x"])),
+    st.frozensets(st.sampled_from(["b", "c", "a.b"])),
+    st.booleans(),
+)
+def test_star_sends_what_its_definition_says_whether_the_plan_knows_a_path_or_not(
+    records, left_out, named_outputs, refuses_id
+):
+    refused = frozenset({"id"}) if refuses_id else frozenset()
+    planned, unplanned = RestPlan(left_out, named_outputs, refused), RestPlan(left_out, named_outputs, refused)
+    unplanned.planned = PLANNED_PATHS
+    for record in [*records, *records]:
+        expected = reference_star(record, left_out, named_outputs, refused)
+        for plan in (planned, unplanned):
+            properties, notes = {}, []
+            plan.add(properties, record, notes)
+            assert (properties, notes) == expected
+            assert list(properties) == list(expected[0]), "in the record's order"
