@@ -85,8 +85,27 @@ class LineReader:
         self.number = 0
 
     def __call__(self, lines: Iterable[bytes]) -> Iterator[Message]:
+        loads, translate = orjson.loads, bytes.translate
         for line in lines:
             self.number += 1
+            if LONG_INTEGER not in translate(line, DIGITS_AS_ZERO):
+                # The common case read in line: a RECORD whose fields have the protocol's types.
+                try:
+                    message = loads(line)
+                    record = message["record"] if message["type"] == "RECORD" else None
+                    data, emitted_at = record["data"], record["emitted_at"]
+                    name, namespace = record["stream"], record.get("namespace")
+                except Exception:
+                    record = None
+                if (
+                    record is not None
+                    and type(data) is dict
+                    and type(name) is str
+                    and (namespace is None or type(namespace) is str)
+                    and (type(emitted_at) is int or (type(emitted_at) is float and math.isfinite(emitted_at)))
+                ):
+                    yield (name, namespace), data, emitted_at
+                    continue
             try:
                 message = _message(line, self.number)
             except MalformedState:

@@ -1,15 +1,20 @@
 """Reading protocol lines: exact values, STATE as raw JSON, and a reason for every line that is neither."""
 
+import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from destination_heap_analytics.messages import (
     NO_DATA,
     NOT_A_MESSAGE,
     NOT_JSON,
     TOO_DEEP,
+    LineReader,
     Unreadable,
+    _message,
     dump_json,
     parse_json,
     read_lines,
@@ -55,3 +60,34 @@ def test_lines_become_records_states_or_reasons():
         Unreadable(9, NOT_A_MESSAGE),
         Unreadable(10, NOT_A_MESSAGE),
     ]
+
+
+odd_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | st.just([])
+    | st.just({})
+)
+record_lines = st.builds(
+    lambda kind, record, dropped: json.dumps(
+        {"type": kind, "record": {key: value for key, value in record.items() if key not in dropped}}
+    ).encode(),
+    st.sampled_from(["RECORD", "LOG"]) | odd_values,
+    st.fixed_dictionaries(
+        {
+            "stream": st.sampled_from(["users"]) | odd_values,
+            "namespace": st.none() | odd_values,
+            "data": st.dictionaries(st.text(max_size=3), odd_values, max_size=3) | odd_values,
+            "emitted_at": st.integers() | st.floats(allow_nan=False) | odd_values,
+        }
+    ),
+    st.sets(st.sampled_from(["stream", "namespace", "data", "emitted_at"])),
+)
+
+
+@given(record_lines)
+def test_the_fast_path_for_records_reads_every_line_as_the_general_reader_does(line):
+    assert list(LineReader()([line])) == [message for message in [_message(line, 1)] if message is not None]
