@@ -69,7 +69,11 @@ class RequestBody:
     def __call__(self, batch: Batch) -> bytes:
         if self.single:
             return self.prefix + (b"," + batch.encoded[0][1:] if batch.encoded else b"}")
-        return self.prefix + b",".join(batch.encoded) + b"]}"
+        encoded = batch.encoded
+        if len(encoded) < 2:
+            return self.prefix + b"".join(encoded) + b"]}"
+        # One join, so a body of a megabyte is copied once, not once per concatenation.
+        return b",".join([self.prefix + encoded[0], *encoded[1:-1], encoded[-1] + b"]}"])
 
 
 class BatchNumbers:
