@@ -159,6 +159,9 @@ def heap_scalar(value: Any, notes: list[str]) -> Any:
     return heap_scalar(str(value), notes)
 
 
+STR_ONLY = frozenset({str})
+
+
 def heap_list(value: list[Any], notes: list[str]) -> Any:
     """A list Heap can hold: its scalars converted (nulls dropped), or its JSON text when it holds objects or
     lists. A list of short strings, the common case, is sent as it is."""
@@ -171,9 +174,6 @@ def heap_list(value: list[Any], notes: list[str]) -> Any:
         return value
     scalars = (heap_scalar(element, notes) for element in value)
     return [element for element in scalars if element is not None]
-
-
-STR_ONLY = {str}
 
 
 def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[str]) -> None:

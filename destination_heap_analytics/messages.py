@@ -32,6 +32,8 @@ NO_EMITTED_AT = "RECORD whose emitted_at is not a number"
 IGNORED_TYPES = frozenset({"LOG", "TRACE", "CONTROL", "SPEC", "CONNECTION_STATUS", "CATALOG", "DESTINATION_CATALOG"})
 STATE_TYPES = ("STREAM", "GLOBAL", "LEGACY")
 
+UNPARSED = object()
+"""A line the in-line reading did not parse (it may hold a long integer, or orjson refused it)."""
 DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 LONG_INTEGER = b"0" * 19
 """A run of digits long enough to be an integer beyond 64 bits (which orjson would read as a float), once
@@ -88,26 +90,31 @@ class LineReader:
         loads, translate = orjson.loads, bytes.translate
         for line in lines:
             self.number += 1
+            message: Any = UNPARSED
             if LONG_INTEGER not in translate(line, DIGITS_AS_ZERO):
-                # The common case read in line: a RECORD whose fields have the protocol's types.
                 try:
                     message = loads(line)
-                    record = message["record"] if message["type"] == "RECORD" else None
-                    data, emitted_at = record["data"], record["emitted_at"]
-                    name, namespace = record["stream"], record.get("namespace")
-                except Exception:
-                    record = None
-                if (
-                    record is not None
-                    and type(data) is dict
-                    and type(name) is str
-                    and (namespace is None or type(namespace) is str)
-                    and (type(emitted_at) is int or (type(emitted_at) is float and math.isfinite(emitted_at)))
-                ):
-                    yield (name, namespace), data, emitted_at
-                    continue
+                except ValueError:
+                    message = UNPARSED
+            if type(message) is dict and message.get("type") == "RECORD":
+                # The common case, read in line: a RECORD whose fields have the protocol's types.
+                record = message.get("record")
+                if type(record) is dict:
+                    name, namespace = record.get("stream"), record.get("namespace")
+                    data, emitted_at = record.get("data"), record.get("emitted_at")
+                    if (
+                        type(data) is dict
+                        and type(name) is str
+                        and (namespace is None or type(namespace) is str)
+                        and (type(emitted_at) is int or (type(emitted_at) is float and math.isfinite(emitted_at)))
+                    ):
+                        yield (name, namespace), data, emitted_at
+                        continue
             try:
-                message = _message(line, self.number)
+                if message is UNPARSED:
+                    message = _message(line, self.number)
+                else:
+                    message = _classified(message, line, self.number)
             except MalformedState:
                 raise
             except Exception as error:
@@ -128,6 +135,11 @@ def _message(line: bytes, number: int) -> Message | None:
         return Unreadable(number, TOO_DEEP)
     except ValueError:
         return Unreadable(number, NOT_JSON) if line.strip() else None
+    return _classified(message, line, number)
+
+
+def _classified(message: Any, line: bytes, number: int) -> Message | None:
+    """A line's JSON as a record, a STATE, or why it is neither; None for messages that are skipped."""
     if type(message) is not dict:
         return Unreadable(number, NOT_A_MESSAGE)
     kind = message.get("type")
