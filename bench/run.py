@@ -184,9 +184,9 @@ def floor(path: Path) -> dict[str, Any]:
     }
 
 
-def same_item(data: dict[str, Any], floor_item: dict[str, Any]) -> None:
+def same_item(data: dict[str, Any], floor_item: dict[str, Any], api: dict[str, Any] = API) -> None:
     """Stops the benchmark if the floor's item differs from what the connector maps the record to."""
-    config = HeapConfig.parse({"app_id": "11", "api": API})
+    config = HeapConfig.parse({"app_id": "11", "api": api})
     mapped = mapper_for(config.api, IdempotencyKey("users", key_paths=[["event_id"]]))(data, 0, 1)
     if mapped.body != floor_item:
         raise SystemExit(f"the floor builds {floor_item}, the connector {mapped.body}")
@@ -479,10 +479,7 @@ def nested_floor(path: Path, api_type: str) -> dict[str, Any]:
     if items:
         dumps({"app_id": "11", field: items})
     cpu = time.process_time() - started_cpu
-    config = HeapConfig.parse({"app_id": "11", "api": NESTED_APIS[api_type]})
-    mapped = mapper_for(config.api, IdempotencyKey("users", key_paths=[["event_id"]]))(first[0], 0, 1)
-    if mapped.body != first[1]:
-        raise SystemExit(f"the nested floor builds {first[1]}, the connector {mapped.body}")
+    same_item(*first, NESTED_APIS[api_type])
     return {"records": count, "cpu_seconds": cpu, "cpu_us_per_record": cpu / count * 1e6}
 
 
