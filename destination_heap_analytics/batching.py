@@ -25,15 +25,15 @@ class ItemTooLarge(Exception):
 
 
 class Batch:
-    """Items bound for one bulk request, each encoded once."""
+    """Items bound for one bulk request, with the size of each one's JSON."""
 
-    __slots__ = ("encoded", "items", "number", "size")
+    __slots__ = ("items", "number", "size", "sizes")
 
-    def __init__(self, number: int, items: list[HeapItem] | None = None, encoded: list[bytes] | None = None) -> None:
+    def __init__(self, number: int, items: list[HeapItem] | None = None, sizes: list[int] | None = None) -> None:
         self.number = number
         self.items = items if items is not None else []
-        self.encoded = encoded if encoded is not None else []
-        self.size = sum(len(chunk) + 1 for chunk in self.encoded)
+        self.sizes = sizes if sizes is not None else [len(orjson.dumps(item.body)) for item in self.items]
+        self.size = sum(self.sizes) + len(self.sizes)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -51,29 +51,31 @@ class Batch:
     def parts(self, size: int) -> list[Batch]:
         """Batches with the same number holding `size` items each (the last may hold fewer), in order."""
         return [
-            Batch(self.number, self.items[start : start + size], self.encoded[start : start + size])
+            Batch(self.number, self.items[start : start + size], self.sizes[start : start + size])
             for start in range(0, len(self.items), size)
         ]
 
 
 class RequestBody:
     """Builds the body for one app id and API: the bulk form `{"app_id": ..., "<field>": [...]}`, or with no
-    items field the single-call form, the one item's fields beside `app_id` (an empty batch: `app_id` alone)."""
+    items field the single-call form, the one item's fields beside `app_id` (an empty batch: `app_id` alone).
+
+    Items are encoded here, all at once, rather than kept encoded while their batch fills: each result of
+    orjson's `dumps` holds a few kilobytes, whatever its length, so a thousand of them cost megabytes
+    and a page fault each, where one body costs its own length.
+    """
 
     def __init__(self, app_id: str, items_field: str | None) -> None:
-        app = orjson.dumps({"app_id": app_id})
+        self.app_id = app_id
+        self.items_field = items_field
         self.single = items_field is None
-        self.prefix = app[:-1] if self.single else app[:-1] + b',"' + str(items_field).encode() + b'":['
-        self.overhead = len(self.prefix) + 2
+        empty = {"app_id": app_id} if self.single else {"app_id": app_id, items_field: []}
+        self.overhead = len(orjson.dumps(empty))
 
     def __call__(self, batch: Batch) -> bytes:
         if self.single:
-            return self.prefix + (b"," + batch.encoded[0][1:] if batch.encoded else b"}")
-        encoded = batch.encoded
-        if len(encoded) < 2:
-            return self.prefix + b"".join(encoded) + b"]}"
-        # One join, so a body of a megabyte is copied once, not once per concatenation.
-        return b",".join([self.prefix + encoded[0], *encoded[1:-1], encoded[-1] + b"]}"])
+            return orjson.dumps({"app_id": self.app_id, **(batch.items[0].body if batch.items else {})})
+        return orjson.dumps({"app_id": self.app_id, self.items_field: [item.body for item in batch.items]})
 
 
 class BatchNumbers:
@@ -132,11 +134,11 @@ class BatchBuilder:
             at = self.index[item.key]
             if at >= self.mergeable_from and self._merge(at, item):
                 return None
-        encoded = orjson.dumps(item.body)
-        if len(encoded) + 1 > self.max_bytes:
-            raise ItemTooLarge(item, len(encoded))
+        size = len(orjson.dumps(item.body))
+        if size + 1 > self.max_bytes:
+            raise ItemTooLarge(item, size)
         full = None
-        if held or len(self.batch.items) >= self.max_items or self.batch.size + len(encoded) + 1 > self.max_bytes:
+        if held or len(self.batch.items) >= self.max_items or self.batch.size + size + 1 > self.max_bytes:
             full = self.seal()
         batch = self.batch
         if not batch.items:
@@ -145,8 +147,8 @@ class BatchBuilder:
         if self.merge:
             self.index[item.key] = len(batch.items)
         batch.items.append(item)
-        batch.encoded.append(encoded)
-        batch.size += len(encoded) + 1
+        batch.sizes.append(size)
+        batch.size += size + 1
         return full
 
     def seal(self) -> Batch | None:
@@ -169,8 +171,8 @@ class BatchBuilder:
         merged = batch.items[at]
         properties: dict[str, Any] = {**merged.body["properties"], **item.body["properties"]}
         body = {**merged.body, "properties": properties}
-        encoded = orjson.dumps(body)
-        size = batch.size + len(encoded) - len(batch.encoded[at])
+        encoded_size = len(orjson.dumps(body))
+        size = batch.size + encoded_size - batch.sizes[at]
         if size > self.max_bytes:
             return False
         batch.size = size
@@ -178,5 +180,5 @@ class BatchBuilder:
         batch.items[at] = HeapItem(
             merged.key, body, item.position, merged.records + 1, merged.notes + item.notes, None, updates
         )
-        batch.encoded[at] = encoded
+        batch.sizes[at] = encoded_size
         return True

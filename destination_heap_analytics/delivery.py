@@ -193,7 +193,7 @@ class BatchSender:
                 continue
             item = part.items[0]
             if item.merged:
-                parts += [Batch(part.number, [update], [orjson.dumps(update.body)]) for update in item.merged[::-1]]
+                parts += [Batch(part.number, [update]) for update in item.merged[::-1]]
                 continue
             self.splits.observe(1, 1)
             if self.fail_fast is not None:

@@ -49,7 +49,7 @@ def test_merge_keeps_one_item_per_key_with_later_values_winning():
     batch = builder.seal()
     assert [(i.key, i.records, i.position) for i in batch.items] == [("a", 2, 3), ("b", 1, 2)]
     assert orjson.loads(BODY(batch))["users"][0]["properties"] == {"plan": "pro", "seats": 1}
-    assert batch.size == sum(len(e) + 1 for e in batch.encoded)
+    assert batch.size == len(BODY(batch)) - BODY.overhead + 1
 
 
 def test_batches_of_every_builder_are_numbered_in_the_order_their_first_record_came():
@@ -127,3 +127,19 @@ def test_no_merge_crosses_a_state_and_a_merged_item_keeps_each_update():
     assert [i.position for i in sealed.items] == [2, 3]
     assert builder.add(item("al", 5, plan="team")) is None, "after the seal, merging starts afresh"
     assert [i.records for i in builder.batch.items] == [1, 1]
+
+
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=60), st.sampled_from(["users", None]))
+def test_a_batch_knows_its_body_size_exactly_in_both_forms(texts, items_field):
+    body = RequestBody("app-ü", items_field)
+    builder = BatchBuilder(body, 10_000, merge=False, max_items=1 if body.single else 1000)
+    items = [item(str(n), n, text=text) for n, text in enumerate(texts)]
+    for batch in fill(builder, items):
+        encoded = body(batch)
+        joined = 2 if body.single else 1
+        assert len(encoded) == body.overhead + batch.size - joined <= 10_000
+        sent = orjson.loads(encoded)
+        if body.single:
+            assert sent == {"app_id": "app-ü", **batch.items[0].body}
+        else:
+            assert sent == {"app_id": "app-ü", "users": [i.body for i in batch.items]}

@@ -5,7 +5,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import orjson
 import pytest
 import requests
 import requests_mock
@@ -26,7 +25,7 @@ BODY = RequestBody("11", "events")
 
 def batch(*identities):
     items = [HeapItem(i, {"identity": i, "event": "e", "properties": {"v": i}}, n) for n, i in enumerate(identities, 1)]
-    return Batch(1, items, [orjson.dumps(i.body) for i in items])
+    return Batch(1, items)
 
 
 def sender(retry_seconds=30.0, fail_fast=False, pacer=None, clock=time.monotonic):
@@ -293,7 +292,7 @@ def test_a_refused_merged_update_is_resent_as_each_records_own_so_only_the_bad_o
         threading.Event(),
         jitter=lambda: 0.0,
     )
-    result = users.send(Batch(1, [merged], [orjson.dumps(merged.body)]))
+    result = users.send(Batch(1, [merged]))
     assert [(r.stream, r.position) for r in result.rejections] == [(("users", None), 2)]
     assert sent[1:] == [[{"plan": "free"}], [{"age": "bad"}], [{"plan": "pro"}]], "each update alone, in order"
     assert result.records == 2
