@@ -24,16 +24,26 @@ class ItemTooLarge(Exception):
         self.item = item
 
 
+def encoded_tail(body: dict[str, Any]) -> bytes:
+    """An item's JSON without its opening brace, which the request body puts back.
+
+    Slicing the brace off copies the JSON to its own length: orjson's result holds a buffer of a few
+    kilobytes whatever its length, so a batch keeping a thousand of them held megabytes and took a
+    page fault an item.
+    """
+    return orjson.dumps(body)[1:]
+
+
 class Batch:
-    """Items bound for one bulk request, with the size of each one's JSON."""
+    """Items bound for one bulk request, each encoded once (without its opening brace)."""
 
-    __slots__ = ("items", "number", "size", "sizes")
+    __slots__ = ("encoded", "items", "number", "size")
 
-    def __init__(self, number: int, items: list[HeapItem] | None = None, sizes: list[int] | None = None) -> None:
+    def __init__(self, number: int, items: list[HeapItem] | None = None, encoded: list[bytes] | None = None) -> None:
         self.number = number
         self.items = items if items is not None else []
-        self.sizes = sizes if sizes is not None else [len(orjson.dumps(item.body)) for item in self.items]
-        self.size = sum(self.sizes) + len(self.sizes)
+        self.encoded = encoded if encoded is not None else [encoded_tail(item.body) for item in self.items]
+        self.size = sum(len(tail) + 2 for tail in self.encoded)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -51,31 +61,28 @@ class Batch:
     def parts(self, size: int) -> list[Batch]:
         """Batches with the same number holding `size` items each (the last may hold fewer), in order."""
         return [
-            Batch(self.number, self.items[start : start + size], self.sizes[start : start + size])
+            Batch(self.number, self.items[start : start + size], self.encoded[start : start + size])
             for start in range(0, len(self.items), size)
         ]
 
 
 class RequestBody:
     """Builds the body for one app id and API: the bulk form `{"app_id": ..., "<field>": [...]}`, or with no
-    items field the single-call form, the one item's fields beside `app_id` (an empty batch: `app_id` alone).
-
-    Items are encoded here, all at once, rather than kept encoded while their batch fills: each result of
-    orjson's `dumps` holds a few kilobytes, whatever its length, so a thousand of them cost megabytes
-    and a page fault each, where one body costs its own length.
-    """
+    items field the single-call form, the one item's fields beside `app_id` (an empty batch: `app_id` alone)."""
 
     def __init__(self, app_id: str, items_field: str | None) -> None:
-        self.app_id = app_id
-        self.items_field = items_field
+        app = orjson.dumps({"app_id": app_id})
         self.single = items_field is None
-        empty = {"app_id": app_id} if self.single else {"app_id": app_id, items_field: []}
-        self.overhead = len(orjson.dumps(empty))
+        self.prefix = app[:-1] if self.single else app[:-1] + b',"' + str(items_field).encode() + b'":['
+        self.overhead = len(self.prefix) + 2
 
     def __call__(self, batch: Batch) -> bytes:
+        encoded = batch.encoded
         if self.single:
-            return orjson.dumps({"app_id": self.app_id, **(batch.items[0].body if batch.items else {})})
-        return orjson.dumps({"app_id": self.app_id, self.items_field: [item.body for item in batch.items]})
+            return self.prefix + (b"," + encoded[0] if encoded else b"}")
+        if not encoded:
+            return self.prefix + b"]}"
+        return b"".join((self.prefix, b"{", b",{".join(encoded), b"]}"))
 
 
 class BatchNumbers:
@@ -134,11 +141,12 @@ class BatchBuilder:
             at = self.index[item.key]
             if at >= self.mergeable_from and self._merge(at, item):
                 return None
-        size = len(orjson.dumps(item.body))
-        if size + 1 > self.max_bytes:
-            raise ItemTooLarge(item, size)
+        encoded = encoded_tail(item.body)
+        size = len(encoded) + 2
+        if size > self.max_bytes:
+            raise ItemTooLarge(item, size - 1)
         full = None
-        if held or len(self.batch.items) >= self.max_items or self.batch.size + size + 1 > self.max_bytes:
+        if held or len(self.batch.items) >= self.max_items or self.batch.size + size > self.max_bytes:
             full = self.seal()
         batch = self.batch
         if not batch.items:
@@ -147,8 +155,8 @@ class BatchBuilder:
         if self.merge:
             self.index[item.key] = len(batch.items)
         batch.items.append(item)
-        batch.sizes.append(size)
-        batch.size += size + 1
+        batch.encoded.append(encoded)
+        batch.size += size
         return full
 
     def seal(self) -> Batch | None:
@@ -171,8 +179,8 @@ class BatchBuilder:
         merged = batch.items[at]
         properties: dict[str, Any] = {**merged.body["properties"], **item.body["properties"]}
         body = {**merged.body, "properties": properties}
-        encoded_size = len(orjson.dumps(body))
-        size = batch.size + encoded_size - batch.sizes[at]
+        encoded = encoded_tail(body)
+        size = batch.size + len(encoded) - len(batch.encoded[at])
         if size > self.max_bytes:
             return False
         batch.size = size
@@ -180,5 +188,5 @@ class BatchBuilder:
         batch.items[at] = HeapItem(
             merged.key, body, item.position, merged.records + 1, merged.notes + item.notes, None, updates
         )
-        batch.sizes[at] = encoded_size
+        batch.encoded[at] = encoded
         return True

@@ -285,6 +285,7 @@ class IdempotencyKey:
         self.column = Column(column) if column else None
         self.key_paths = [tuple(path) for path in key_paths]
         self.top_keys = [path[0] for path in self.key_paths] if all(len(path) == 1 for path in key_paths) else None
+        self.only_key = self.top_keys[0] if self.top_keys is not None and len(self.top_keys) == 1 else None
         # The hash of `[*stream, value]` starts the same for every value: hashed once, copied per key.
         self.opening = hashlib.blake2b(canonical_json(self.stream)[:-1] + b",", digest_size=16)
 
@@ -294,6 +295,10 @@ class IdempotencyKey:
             if value:
                 return stable_hash([*self.stream, "column", value])
             notes.append(KEY_FROM_RECORD_HASH)
+        elif self.only_key is not None:
+            value = record.get(self.only_key)
+            if value is not None:
+                return self._hash([value])
         elif self.key_paths:
             if self.top_keys is not None:
                 values = list(map(record.get, self.top_keys))
