@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Iterable
 
 from .messages import State, StreamKey
@@ -30,6 +30,16 @@ class Rejections:
                 return
             self.seen.add(position)
         self.count += 1
+
+
+class Tally:
+    """The records of one stream read since its last STATE: the sync keeps this object at hand and counts
+    each record on it, with no lookup."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class Held:
@@ -67,7 +77,7 @@ class CheckpointTracker:
     """
 
     def __init__(self, routed_twice: Iterable[StreamKey] = ()) -> None:
-        self.received: Counter[StreamKey] = Counter()
+        self.received: dict[StreamKey, Tally] = {}
         self.read_at_last_state = 0
         self.routed_twice = frozenset(routed_twice)
         self.held: dict[Scope, deque[Held]] = defaultdict(deque)
@@ -76,6 +86,13 @@ class CheckpointTracker:
         self.stream_batches: dict[StreamKey, set[int]] = {}
         self.held_bytes = 0
         self.held_count = 0
+
+    def tally(self, stream: StreamKey) -> Tally:
+        """The tally of `stream`'s records read since its last STATE."""
+        tally = self.received.get(stream)
+        if tally is None:
+            tally = self.received[stream] = Tally()
+        return tally
 
     def note(self, stream: StreamKey, batch_number: int) -> None:
         """A record of `stream` entered batch `batch_number`."""
@@ -102,7 +119,11 @@ class CheckpointTracker:
     def add(self, state: State, through_batch: int, records_read: int) -> list[bytes]:
         """Takes a STATE that covers batches up to `through_batch`; returns the lines that may pass now."""
         scope = state.stream
-        received = records_read - self.read_at_last_state if scope is None else self.received.pop(scope, 0)
+        if scope is None:
+            received = records_read - self.read_at_last_state
+        else:
+            tally = self.received.get(scope) or Tally()
+            received, tally.count = tally.count, 0
         rejected = self.rejected_now.pop(scope, None) or Rejections()
         if scope is not None:
             self.rejected_now.pop(None, None)

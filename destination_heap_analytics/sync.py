@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -19,12 +20,12 @@ from airbyte_cdk.models import (
 )
 
 from .batching import Batch, BatchBuilder, BatchNumbers, ItemTooLarge, RequestBody
-from .checkpoint import CheckpointTracker
+from .checkpoint import CheckpointTracker, Tally
 from .client import HeapClient
 from .config import ApiConfig, HeapConfig, config_error
 from .delivery import BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
-from .messages import MalformedState, State, StreamKey, Tick, Unreadable, shown
+from .messages import MalformedState, Record, State, StreamKey, Tick, Unreadable, shown
 from .pacing import AppRate, Pacer
 from .rejected import NoStore, RejectedRecord, S3Store
 from .routing import Route
@@ -86,6 +87,27 @@ class Lane:
         return self.pipeline.submit(batch) if batch is not None else []
 
 
+class Delivery:
+    """One mapping of a stream to a lane, and the last of the lane's batches its records were noted in."""
+
+    __slots__ = ("lane", "mapper", "noted")
+
+    def __init__(self, mapper: RecordMapper, lane: Lane) -> None:
+        self.mapper = mapper
+        self.lane = lane
+        self.noted = 0
+
+
+class StreamRoutes:
+    """A stream's deliveries, and the tally of its records since its last STATE."""
+
+    __slots__ = ("deliveries", "tally")
+
+    def __init__(self, tally: Tally) -> None:
+        self.deliveries: list[Delivery] = []
+        self.tally = tally
+
+
 class Sync:
     """Loads the catalog's streams into Heap through their routes and yields the STATE lines Heap has made safe."""
 
@@ -99,14 +121,18 @@ class Sync:
         stop = threading.Event()
         app = AppPacing(config.max_events_per_minute, config.on_rejected_record == "fail")
         self.lanes: dict[str, Lane] = {}
-        self.routes: dict[StreamKey, list[tuple[RecordMapper, Lane]]] = {}
+        routes_of = Counter(route.key for route in routes)
+        self.checkpoints = CheckpointTracker(key for key, count in routes_of.items() if count > 1)
+        self.routes: dict[StreamKey, StreamRoutes] = {}
         for route in routes:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
                 lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app)
             mapper = mapper_for(route.api, route.idempotency_key(), route.key, keep)
             first = route.key not in self.routes
-            self.routes.setdefault(route.key, []).append((mapper, lane))
+            if first:
+                self.routes[route.key] = StreamRoutes(self.checkpoints.tally(route.key))
+            self.routes[route.key].deliveries.append(Delivery(mapper, lane))
             logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
             if first and route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
                 logger.info(
@@ -114,7 +140,6 @@ class Sync:
                     "in Heap is removed.",
                     shown(route.label),
                 )
-        self.checkpoints = CheckpointTracker(key for key, routed in self.routes.items() if len(routed) > 1)
         pacers = [lane.pacer for lane in self.lanes.values()]
         self.progress = ProgressLog(self.stats, config.progress_interval_seconds, pacers)
         self.states_withheld = 0
@@ -138,7 +163,7 @@ class Sync:
                 for message in messages:
                     kind = type(message)
                     if kind is tuple:
-                        out = self._record(*message)
+                        out = self._record(message)
                     elif kind is State:
                         out = self._state(message)
                     elif kind is Tick:
@@ -192,19 +217,22 @@ class Sync:
         self.states_for_store = []
         return waiting
 
-    def _record(self, stream: StreamKey, data: Mapping[str, Any], emitted_at: float) -> list[bytes] | None:
+    def _record(self, record: Record) -> list[bytes] | None:
+        stream, data, emitted_at = record
         stats = self.stats
         stats.records_read += 1
         position = stats.records_read
-        self.checkpoints.received[stream] += 1
-        routes = self.routes.get(stream)
-        if routes is None:
+        routed = self.routes.get(stream)
+        if routed is None:
+            self.checkpoints.tally(stream).count += 1
             unmappable = Unmappable(OTHER_STREAM, position)
             return self._unmappable(stream, unmappable, (data, emitted_at), f" ('{shown(stream[0])}')")
+        routed.tally.count += 1
         ready = None
-        for mapper, lane in routes:
+        for delivery in routed.deliveries:
+            lane = delivery.lane
             try:
-                mapped = mapper(data, emitted_at, position)
+                mapped = delivery.mapper(data, emitted_at, position)
                 if type(mapped) is Unmappable:
                     self._unmappable(stream, mapped, (data, emitted_at))
                     continue
@@ -216,7 +244,10 @@ class Sync:
             except Exception as error:
                 self._unmappable(stream, Unmappable(failure_reason(error), position), (data, emitted_at))
                 continue
-            self.checkpoints.note(stream, lane.builder.batch.number)
+            number = lane.builder.batch.number
+            if number != delivery.noted:
+                delivery.noted = number
+                self.checkpoints.note(stream, number)
             if mapped.notes:
                 stats.adjusted.update(mapped.notes)
             if full is not None:
@@ -227,7 +258,7 @@ class Sync:
         """A line with no usable record: a record of a stream when it names one, else a line counted apart."""
         if line.stream is not None:
             self.stats.records_read += 1
-            self.checkpoints.received[line.stream] += 1
+            self.checkpoints.tally(line.stream).count += 1
             unmappable = Unmappable(line.reason, line.line)
             return self._unmappable(line.stream, unmappable, None, what="Input line", at=self.stats.records_read)
         if self.fail_on_rejection:

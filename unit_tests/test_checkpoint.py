@@ -67,9 +67,10 @@ def test_a_global_state_waits_for_every_batch():
 def test_a_stream_state_counts_that_streams_records_since_its_previous_state():
     tracker = CheckpointTracker()
     tenant_b_users = ("users", "tenant_b")
-    tracker.received.update([USERS] * 5 + [ORDERS] * 3 + [tenant_b_users] * 2)
+    for stream, count in ((USERS, 5), (ORDERS, 3), (tenant_b_users, 2)):
+        tracker.tally(stream).count += count
     assert counts(tracker.add(state(1, ORDERS), 0, 10)) == [3.0]
-    tracker.received.update([USERS] * 2)
+    tracker.tally(USERS).count += 2
     assert counts(tracker.add(state(2, USERS), 0, 12)) == [7.0]
     assert counts(tracker.add(state(3, tenant_b_users), 0, 12)) == [2.0]
     assert counts(tracker.add(state(4, USERS), 0, 12)) == [0.0]
@@ -84,11 +85,11 @@ def test_a_global_state_counts_every_record_since_the_previous_state():
 
 def test_rejections_count_in_the_span_of_the_record_even_when_they_come_after_its_state():
     tracker = CheckpointTracker()
-    tracker.received.update([USERS] * 4)
+    tracker.tally(USERS).count += 4
     tracker.note(USERS, 1)
     tracker.reject(USERS, 2)
     assert tracker.add(state(1), 1, 4) == []
-    tracker.received.update([USERS] * 3)
+    tracker.tally(USERS).count += 3
     tracker.reject(USERS, 6)
     assert tracker.add(state(2), 1, 7) == []
     tracker.reject(USERS, 3)
@@ -100,7 +101,7 @@ def test_rejections_count_in_the_span_of_the_record_even_when_they_come_after_it
 
 def test_a_record_rejected_by_two_routes_counts_once():
     tracker = CheckpointTracker(routed_twice=[USERS])
-    tracker.received.update([USERS] * 3)
+    tracker.tally(USERS).count += 3
     for position in (1, 1, 2):
         tracker.reject(USERS, position)
     assert stats(tracker.add(state(1), 0, 3)) == [{"recordCount": 1.0, "rejectedRecordCount": 2.0}]
@@ -124,6 +125,6 @@ def test_the_state_passes_byte_for_byte_but_for_destination_stats():
         b'"sourceStats":{"recordCount":4.0}}, "x":"\\ud800"}'
     )
     tracker = CheckpointTracker()
-    tracker.received[USERS] = 4
+    tracker.tally(USERS).count = 4
     (out,) = tracker.add(state_at(raw, USERS), 0, 4)
     assert out == raw.replace(b'{"recordCount":99.0,"other":1}', b'{"recordCount":4.0,"rejectedRecordCount":0.0}')
