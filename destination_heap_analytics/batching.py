@@ -27,9 +27,8 @@ class ItemTooLarge(Exception):
 def encoded_tail(body: dict[str, Any]) -> bytes:
     """An item's JSON without its opening brace, which the request body puts back.
 
-    Slicing the brace off copies the JSON to its own length: orjson's result holds a buffer of a few
-    kilobytes whatever its length, so a batch keeping a thousand of them held megabytes and took a
-    page fault an item.
+    Slicing the brace off copies the JSON to its own length: orjson's result holds a buffer far larger
+    than its length, so a batch keeping a thousand of them held megabytes and took page faults.
     """
     return orjson.dumps(body)[1:]
 
