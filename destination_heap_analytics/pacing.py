@@ -36,8 +36,10 @@ RECEIPT_MARGIN = 10.0
 (within the margin) Heap receives it."""
 EPSILON = 1e-6
 """A wait this short is no wait: clocks and float sums are not exact to it."""
-SKETCH_ROW = 1 << 18
+ROW_BITS = 18
+SKETCH_ROW = 1 << ROW_BITS
 """Counters in each row of an identity sketch: two rows of 4-byte counters, 2 MB a bucket."""
+ROW_MASK = SKETCH_ROW - 1
 
 
 @dataclass(frozen=True)
@@ -197,20 +199,25 @@ class IdentityCounts:
     @staticmethod
     def cells(counts: dict[str, int]) -> list[tuple[int, int, int]]:
         """Each identity's counter in each row of a sketch (from two parts of its hash), with its count."""
-        row = SKETCH_ROW
         return [
-            (code % row, row + (code // row) % row, count)
+            (code & ROW_MASK, SKETCH_ROW | (code >> ROW_BITS) & ROW_MASK, count)
             for code, count in zip(map(hash, counts), counts.values(), strict=True)
         ]
 
     def wait_for(self, cells: list[tuple[int, int, int]], limit: int, now: float) -> float:
-        """Seconds until every identity's count fits under `limit` (0 when they fit now)."""
+        """Seconds until every identity's count fits under `limit` (0 when they fit now).
+
+        An identity's count is the smaller of its two counters, so its first row's counter is read
+        first and, when that one leaves room, the second is not read at all.
+        """
         self._rotate(now)
         current, previous = self.current, self.previous
         for low, high, count in cells:
-            held = min(current[low] + previous[low], current[high] + previous[high])
-            if held and held + count > limit:
-                return self.started + self.seconds - now
+            held_low = current[low] + previous[low]
+            if held_low + count > limit:
+                held_high = current[high] + previous[high]
+                if held_high + count > limit and held_low and held_high:
+                    return self.started + self.seconds - now
         return 0.0
 
     def add(self, cells: list[tuple[int, int, int]]) -> None:

@@ -12,6 +12,8 @@ import time
 import tracemalloc
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from destination_heap_analytics.pacing import (
     AIM,
@@ -282,6 +284,34 @@ def test_identity_counts_take_fixed_memory_and_never_hold_back_a_fresh_identity(
     assert counts.wait_for(counts.cells(fresh), 30, 1.0) == 0.0
     counts.add(counts.cells({"hot": 30}))
     assert counts.wait_for(counts.cells({"hot": 1}), 30, 1.0) > 0
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 1100), st.integers(0, 1100), st.integers(0, 1100), st.integers(0, 1100)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([1000, 30]),
+)
+@example([(1000, 0, 5, 5)], 30)
+@example([(1, 40, 0, 0)], 30)
+@example([(1, 40, 10, 10)], 30)
+def test_an_identity_waits_exactly_when_the_smaller_of_its_counters_is_full(identities, limit):
+    """The count-min rule, whatever the rows hold: an identity's count is the smaller of its two counters, and a
+    request waits when some identity already counted would go over the limit with this request's items."""
+    counts = IdentityCounts(60.0)
+    counts.wait_for([], limit, 0.0)
+    requested = {f"user{n}": count for n, (count, _, _, _) in enumerate(identities)}
+    cells = counts.cells(requested)
+    for (low, high, _), (_, in_low, in_high, in_previous) in zip(cells, identities, strict=True):
+        counts.current[low], counts.current[high], counts.previous[high] = in_low, in_high, in_previous
+    held = [
+        (min(counts.current[low] + counts.previous[low], counts.current[high] + counts.previous[high]), count)
+        for low, high, count in cells
+    ]
+    full = any(count_held and count_held + count > limit for count_held, count in held)
+    assert (counts.wait_for(cells, limit, 1.0) > 0) == full
 
 
 def test_waiting_counts_senders_held_by_the_pacer():
