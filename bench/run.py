@@ -187,7 +187,7 @@ def floor(path: Path) -> dict[str, Any]:
 def same_item(data: dict[str, Any], floor_item: dict[str, Any], api: dict[str, Any] = API) -> None:
     """Stops the benchmark if the floor's item differs from what the connector maps the record to."""
     config = HeapConfig.parse({"app_id": "11", "api": api})
-    mapped = mapper_for(config.api, IdempotencyKey("users", key_paths=[["event_id"]]))(data, 0, 1)
+    mapped = mapper_for(config.api, IdempotencyKey("users", key_paths=[["event_id"]])).map(data, 0, 1)
     if mapped.body != floor_item:
         raise SystemExit(f"the floor builds {floor_item}, the connector {mapped.body}")
 
@@ -588,7 +588,7 @@ def breakdown(path: Path, posts: int = 50) -> dict[str, Any]:
                 break
             if type(message) is not tuple:
                 continue
-            item = mapper(message[1], message[2], count)
+            item = mapper.map(message[1], message[2], count)
             mapped = clock()
             full = builder.add(item)
             batching += clock() - mapped

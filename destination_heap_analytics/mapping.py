@@ -289,7 +289,8 @@ class IdempotencyKey:
         # The hash of `[*stream, value]` starts the same for every value: hashed once, copied per key.
         self.opening = hashlib.blake2b(canonical_json(self.stream)[:-1] + b",", digest_size=16)
 
-    def __call__(self, record: Mapping[str, Any], notes: list[str]) -> str:
+    def derive(self, record: Mapping[str, Any], notes: list[str]) -> str:
+        """The key of one record's event; a note when its configured column is missing."""
         if self.column is not None:
             value = identity_text(self.column.lookup(record))
             if value:
@@ -341,7 +342,7 @@ past it, so the plan's memory is bounded."""
 class KeyPlan:
     """One key path of a stream's records as `*` sends it: what to do with its values and the Heap name they
     go under; under it, the plans of the keys found there, and the names of those sent as they are (False
-    for those left out)."""
+    for those left out; an empty name, which a walk cannot tell from False in one test, is not kept)."""
 
     __slots__ = ("action", "children", "flat", "name", "names", "path")
 
@@ -361,7 +362,8 @@ class RestPlan:
     exactly, whatever the keys hold. The per-record walk then does no name building and no matching:
     a key sent as it is finds its Heap name in one lookup, its value is converted by type in line, and
     only the rare ones (keys left out or noted, names too long for Heap, long text, collisions) take
-    the general path.
+    the general path. While no two planned paths (nor a path and a named column) give one name, none
+    can collide, so `exclusive` spares the walk looking each name up in the properties first.
     """
 
     def __init__(self, left_out: frozenset[str], named_outputs: frozenset[str], refused: frozenset[str]) -> None:
@@ -370,6 +372,8 @@ class RestPlan:
         self.refused = refused
         self.root = KeyPlan(SEND, "", "", "")
         self.planned = 0
+        self.assigned = set(named_outputs)
+        self.exclusive = True
 
     def add(self, properties: dict[str, Any], record: Mapping[str, Any], notes: list[str]) -> None:
         """Adds what `*` sends of a record to its properties."""
@@ -377,11 +381,13 @@ class RestPlan:
 
     def _walk(self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str]) -> None:
         names = parent.names
+        exclusive = self.exclusive  # read again after anything that may plan a key
         for key, inner in value.items():
             name = names.get(key)
-            if type(name) is not str:
+            if not name:
                 if name is None:
                     self._unusual(properties, parent, key, inner, notes)
+                    exclusive = self.exclusive
                 continue
             kind = type(inner)
             if kind is str:
@@ -390,6 +396,7 @@ class RestPlan:
                     continue
             elif kind is dict:
                 self._walk(properties, parent.children[key], inner, notes)
+                exclusive = self.exclusive
                 continue
             elif kind is bool:
                 inner = "true" if inner else "false"
@@ -406,10 +413,10 @@ class RestPlan:
             else:
                 add_property(properties, name, inner, notes)
                 continue
-            if name in properties:
-                add_property(properties, name, inner, notes)
-            else:
+            if exclusive or name not in properties:
                 properties[name] = inner
+            else:
+                add_property(properties, name, inner, notes)
 
     def _unusual(self, properties: dict[str, Any], parent: KeyPlan, key: str, value: Any, notes: list[str]) -> None:
         """A value whose key is new to the plan, left out, noted, or under a name too long for Heap."""
@@ -444,8 +451,14 @@ class RestPlan:
             parent.children[key] = plan
             if action == LEAVE_OUT:
                 parent.names[key] = False
-            elif action == SEND and len(name) <= MAX_TEXT:
-                parent.names[key] = name
+            elif action == SEND:
+                if 0 < len(name) <= MAX_TEXT:
+                    parent.names[key] = name
+                if name in self.assigned or len(name) > MAX_TEXT:
+                    self.exclusive = False
+                self.assigned.add(name)
+        else:
+            self.exclusive = False
         return plan
 
 
@@ -477,7 +490,7 @@ class RecordMapper:
         self.fields_of: dict[str, str] = {}
         self.sends_properties = api.sends_properties
 
-    def __call__(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
+    def map(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
         """The Heap item for one record, or why there is none."""
         column = self.key.name
         key = record.get(column, MISSING)
@@ -567,7 +580,7 @@ class EventMapper(RecordMapper):
         if timestamp in UNTIMED:
             return timestamp
         body["timestamp"] = timestamp
-        body["idempotency_key"] = self.idempotency_key(record, notes)
+        body["idempotency_key"] = self.idempotency_key.derive(record, notes)
         return None
 
     def _timestamp(self, record: Mapping[str, Any], emitted_at: float, notes: list[str]) -> str:

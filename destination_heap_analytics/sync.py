@@ -232,7 +232,7 @@ class Sync:
         for delivery in routed.deliveries:
             lane = delivery.lane
             try:
-                mapped = delivery.mapper(data, emitted_at, position)
+                mapped = delivery.mapper.map(data, emitted_at, position)
                 if type(mapped) is Unmappable:
                     self._unmappable(stream, mapped, (data, emitted_at))
                     continue

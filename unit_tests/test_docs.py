@@ -51,7 +51,7 @@ def test_every_record_example_maps_to_the_items_shown(config, stream, record, ex
     apis = [m.api for m in heap_config.mappings if m.stream == stream] if stream else [heap_config.api]
     assert len(apis) == len(expected), "one Heap item shown per mapping of the stream"
     for api, shown in zip(apis, expected, strict=True):
-        item = mapper_for(api, IdempotencyKey(stream or "users"))(record, EMITTED_AT, 1)
+        item = mapper_for(api, IdempotencyKey(stream or "users")).map(record, EMITTED_AT, 1)
         assert isinstance(item, HeapItem)
         body = dict(item.body)
         if api.api_type == "track":

@@ -41,14 +41,16 @@ def config(*mappings, api=None):
 
 
 def keys(found):
-    return [mapper_for(route.api, route.idempotency_key())(RECORD, 0, 1).body.get("idempotency_key") for route in found]
+    return [
+        mapper_for(route.api, route.idempotency_key()).map(RECORD, 0, 1).body.get("idempotency_key") for route in found
+    ]
 
 
 def test_the_top_level_api_loads_the_single_stream_with_the_keys_of_earlier_versions():
     found = routes(config(api=TRACK), catalog(("users", None)))
     assert [(route.key, route.api.api_type) for route in found] == [(("users", None), "track")]
     legacy = mapper_for(found[0].api, found[0].idempotency_key())
-    assert legacy(RECORD, 0, 1).body["idempotency_key"] == IdempotencyKey("users")(RECORD, [])
+    assert legacy.map(RECORD, 0, 1).body["idempotency_key"] == IdempotencyKey("users").derive(RECORD, [])
 
 
 def test_two_event_mappings_of_one_record_get_different_keys():
