@@ -32,7 +32,7 @@ from .batching import Batch, RequestBody
 from .client import HeapClient, Verdict
 from .config import ApiConfig, HeapConfig, S3Storage, config_error
 from .delivery import bad_app_id, redirected, tls_failed
-from .messages import LineReader, ObjectReader, line_chunks, ticking
+from .messages import LineReader, ObjectReader, polled_lines, ticking
 from .rejected import check_store, store_for
 from .routing import routes
 from .schema_check import check_columns
@@ -146,7 +146,7 @@ class DestinationHeapAnalytics(Destination):
         """The CDK's write, reading stdin without building a protocol object for every record."""
         with open(configured_catalog_path, "rb") as catalog_file:
             catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(catalog_file.read()))
-        lines = ticking(line_chunks(input_stream.buffer), LineReader(), TICK_SECONDS)
+        lines = polled_lines(input_stream.buffer, LineReader(), TICK_SECONDS)
         yield from self._sync(config, catalog, lines)
 
     @staticmethod

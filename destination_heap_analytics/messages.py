@@ -6,6 +6,7 @@ import json
 import math
 import queue
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -173,29 +174,51 @@ class ObjectReader:
                 yield state_of(body, raw, self.number)
 
 
-def line_chunks(stream: IO[bytes], size: int = 1 << 16) -> Iterator[list[bytes]]:
-    """The complete lines of a byte stream, in chunks of what arrived together: a chunk is handed on as
-    soon as it is read, so a quiet source's last lines are not held back waiting for more."""
+READ_BYTES = 1 << 16
+"""The most a read of the input takes at once: a pipe's size, and few enough lines that they are still in the
+CPU's caches when they are parsed (reads of a megabyte cost more CPU in all)."""
+
+
+def polled_lines(
+    stream: IO[bytes], read: Callable[[list[bytes]], Iterable[Message]], interval: float
+) -> Iterator[Message | Tick]:
+    """The messages of a byte stream's lines, read on this thread as they arrive, with a TICK at least every
+    `interval` seconds whether input flows or not.
+
+    The stream is polled, so time-based work does not wait for the next line, and what is read is
+    handed on at once, so a quiet source's last lines are not held back. (`read1` of at least the
+    buffer's size leaves nothing in the stream's buffer that polling its descriptor would miss.)
+    """
+    descriptor = stream.fileno()
     tail: list[bytes] = []
+    last_tick = time.monotonic()
     while True:
-        data = stream.read1(size)  # type: ignore[attr-defined]
+        if not select.select([descriptor], [], [], interval)[0]:
+            last_tick = time.monotonic()
+            yield IDLE
+            continue
+        data = stream.read1(READ_BYTES)  # type: ignore[attr-defined]
         if not data:
             if tail:
-                yield [b"".join(tail)]
+                yield from read([b"".join(tail)])
             return
-        if b"\n" not in data:
+        if b"\n" in data:
+            lines = data.split(b"\n")
+            if tail:
+                lines[0] = b"".join(tail) + lines[0]
+            last = lines.pop()
+            tail = [last] if last else []
+            yield from read(lines)
+        else:
             tail.append(data)
-            continue
-        lines = data.split(b"\n")
-        if tail:
-            lines[0] = b"".join(tail) + lines[0]
-        last = lines.pop()
-        tail = [last] if last else []
-        yield lines
+        now = time.monotonic()
+        if now - last_tick >= interval:
+            last_tick = now
+            yield TICK
 
 
 QUEUED_CHUNKS = 16
-"""Chunks read ahead of the sync: with 64 KB reads, at most about a megabyte of input waits in memory."""
+"""Chunks (one message each, from `write`'s callers) read ahead of the sync."""
 
 
 class _End(NamedTuple):
