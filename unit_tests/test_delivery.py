@@ -1,13 +1,12 @@
-"""The HTTP client and batch sender against a mocked Heap (requests-mock)."""
+"""The HTTP client and batch sender against a scripted Heap (a real HTTP server on 127.0.0.1)."""
 
+import base64
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-import requests
-import requests_mock
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import given, settings
@@ -18,9 +17,21 @@ from destination_heap_analytics.client import VOCABULARY, HeapClient, Verdict, h
 from destination_heap_analytics.delivery import BatchSender, FailFast, RetryPolicy, SplitPolicy, Stopped
 from destination_heap_analytics.mapping import HeapItem
 from destination_heap_analytics.pacing import TRACK_PER_IDENTITY, AppRate, Pacer
+from unit_tests.scripted_heap import RESET, Reply, ScriptedHeap
 
-URL = "https://heap.test/api/track"
 BODY = RequestBody("11", "events")
+
+
+@pytest.fixture(scope="module")
+def running_heap():
+    with ScriptedHeap() as heap:
+        yield heap
+
+
+@pytest.fixture
+def heap(running_heap):
+    running_heap.answer(Reply())
+    return running_heap
 
 
 def batch(*identities):
@@ -28,10 +39,10 @@ def batch(*identities):
     return Batch(1, items)
 
 
-def sender(retry_seconds=30.0, fail_fast=False, pacer=None, clock=time.monotonic):
+def sender(url, retry_seconds=30.0, fail_fast=False, pacer=None, clock=time.monotonic):
     pacer = pacer or Pacer(AppRate(None), TRACK_PER_IDENTITY)
     return BatchSender(
-        HeapClient(URL),
+        HeapClient(url),
         pacer,
         BODY,
         "11",
@@ -63,9 +74,9 @@ def sent_identities(request):
         (404, "", Verdict.FATAL),
     ],
 )
-def test_answers_are_classified(requests_mock, status, text, verdict):
-    requests_mock.post(URL, status_code=status, text=text, headers={"Location": "https://elsewhere.test/x"})
-    assert HeapClient(URL).post(b"{}").verdict is verdict
+def test_answers_are_classified(heap, status, text, verdict):
+    heap.answer(Reply(status, text, {"Location": "https://elsewhere.test/x"}))
+    assert HeapClient(heap.url).post(b"{}").verdict is verdict
 
 
 def test_only_the_vocabulary_of_errors_leaves_an_answer():
@@ -76,19 +87,21 @@ def test_only_the_vocabulary_of_errors_leaves_an_answer():
     assert len(heap_words("invalid " * 10_000 + " ".join(sorted(VOCABULARY)))) < 200
 
 
-def test_a_redirect_names_only_where_it_points(requests_mock):
+def test_a_redirect_names_only_where_it_points(heap):
     location = "https://user:secret@evil.test:8443/steal?email=jo@x.io"
-    requests_mock.post(URL, status_code=308, headers={"Location": location})
-    answer = HeapClient(URL).post(b"{}")
+    heap.answer(Reply(308, "", {"Location": location}))
+    answer = HeapClient(heap.url).post(b"{}")
     assert answer.describe() == 'HTTP 308 ("redirected to https://evil.test:8443")'
-    assert requests_mock.call_count == 1
+    assert heap.call_count == 1
 
 
-def test_network_faults_are_transient(requests_mock):
-    requests_mock.post(URL, exc=requests.ConnectionError("reset"))
-    assert HeapClient(URL).post(b"{}").verdict is Verdict.TRANSIENT
-    requests_mock.post(URL, exc=requests.ReadTimeout("slow"))
-    assert HeapClient(URL).post(b"{}").verdict is Verdict.TRANSIENT
+def test_network_faults_are_transient(heap):
+    heap.answer(RESET)
+    assert HeapClient(heap.url).post(b"{}").verdict is Verdict.TRANSIENT
+    heap.answer(Reply(stall=1.0))
+    slow = HeapClient(heap.url, deadline=0.3).post(b"{}")
+    assert slow.verdict is Verdict.TRANSIENT
+    assert "0.3s" in slow.detail or "timed out" in slow.detail
 
 
 def test_retry_after_in_seconds_or_as_a_date():
@@ -103,75 +116,67 @@ def test_retry_after_in_seconds_or_as_a_date():
     assert retry_after_seconds("inf") is None
 
 
-def test_transient_faults_and_throttling_are_retried_with_the_same_body(requests_mock):
-    requests_mock.post(
-        URL,
-        [
-            {"status_code": 500},
-            {"status_code": 429, "headers": {"Retry-After": "0"}},
-            {"exc": requests.ConnectionError("reset")},
-            {"status_code": 200},
-        ],
-    )
-    result = sender().send(batch("a", "b"))
+def test_transient_faults_and_throttling_are_retried_with_the_same_body(heap):
+    heap.answer(Reply(500), Reply(429, headers={"Retry-After": "0"}), RESET, Reply(200))
+    result = sender(heap.url).send(batch("a", "b"))
     assert (result.items, result.requests, result.retries, result.throttled) == (2, 4, 3, 1)
-    bodies = {request.body for request in requests_mock.request_history}
-    assert len(bodies) == 1
+    bodies = {request.body for request in heap.received}
+    assert len(bodies) == 1 and heap.call_count == 4
+    assert {request.path for request in heap.received} == {"/api/track"}
 
 
 def refusing(identity, error):
-    """A mocked Heap that answers 400 with `error` to any request holding `identity`, else 200."""
+    """A Heap that answers 400 with `error` to any request holding `identity`, else 200."""
 
-    def answer(request, context):
-        context.status_code = 400 if identity in sent_identities(request) else 200
-        return error if context.status_code == 400 else "{}"
+    def answer(request):
+        return Reply(400, error) if identity in sent_identities(request) else Reply()
 
     return answer
 
 
-def test_a_400_is_narrowed_down_to_the_refused_items(requests_mock):
-    requests_mock.post(URL, text=refusing("poison", '{"error": "property value refused"}'))
-    result = sender().send(batch("a", "b", "poison", "c", "d", "e", "f"))
+def test_a_400_is_narrowed_down_to_the_refused_items(heap):
+    heap.answer(refusing("poison", '{"error": "property value refused"}'))
+    result = sender(heap.url).send(batch("a", "b", "poison", "c", "d", "e", "f"))
     assert result.items == 6
     assert [r.position for r in result.rejections] == [3]
     assert "property value refused" in result.rejections[0].reason
-    accepted = [r for r in requests_mock.request_history if "poison" not in sent_identities(r)]
+    accepted = [r for r in heap.received if "poison" not in sent_identities(r)]
     assert sorted(i for r in accepted for i in sent_identities(r)) == ["a", "b", "c", "d", "e", "f"]
 
 
-def test_bad_app_id_fails_at_once_as_a_config_error(requests_mock):
-    requests_mock.post(URL, status_code=400, text='{"error": "Invalid app_id"}')
+def test_bad_app_id_fails_at_once_as_a_config_error(heap):
+    heap.answer(Reply(400, '{"error": "Invalid app_id"}'))
     with pytest.raises(AirbyteTracedException) as caught:
-        sender().send(batch("a"))
+        sender(heap.url).send(batch("a"))
     assert caught.value.failure_type == FailureType.config_error
     assert "Heap rejected app_id '11'" in caught.value.message
-    assert [len(r.json()["events"]) for r in requests_mock.request_history] == [1, 0]
+    assert [len(r.json()["events"]) for r in heap.received] == [1, 0]
 
 
-def test_an_item_whose_refusal_mentions_the_app_id_is_one_refused_item(requests_mock):
-    requests_mock.post(URL, text=refusing("b", '{"error": "property unknown_environment: invalid app_id reference"}'))
-    test_sender = sender()
+def test_an_item_whose_refusal_mentions_the_app_id_is_one_refused_item(heap):
+    heap.answer(refusing("b", '{"error": "property unknown_environment: invalid app_id reference"}'))
+    test_sender = sender(heap.url)
     result = test_sender.send(batch("a", "b", "c"))
     assert (result.items, [r.position for r in result.rejections]) == (2, [2])
-    probes = [r for r in requests_mock.request_history if not r.json()["events"]]
+    probes = [r for r in heap.received if not r.json()["events"]]
     assert len(probes) == 1
     test_sender.send(batch("b"))
-    assert len([r for r in requests_mock.request_history if not r.json()["events"]]) == 1
+    assert len([r for r in heap.received if not r.json()["events"]]) == 1
 
 
 @pytest.mark.parametrize("fail_fast", [False, True])
-def test_a_batch_of_refused_items_costs_about_a_request_an_item(requests_mock, fail_fast):
-    requests_mock.post(URL, status_code=400, text='{"error": "refused"}')
-    test_sender = sender(fail_fast=fail_fast)
+def test_a_batch_of_refused_items_costs_about_a_request_an_item(heap, fail_fast):
+    heap.answer(Reply(400, '{"error": "refused"}'))
+    test_sender = sender(heap.url, fail_fast=fail_fast)
     if fail_fast:
         with pytest.raises(AirbyteTracedException, match="on_rejected_record is 'fail'"):
             test_sender.send(batch(*[f"u{n}" for n in range(1000)]))
-        assert requests_mock.call_count <= 11
+        assert heap.call_count <= 11
         return
     for number in range(3):
         result = test_sender.send(batch(*[f"u{number}-{n}" for n in range(1000)]))
         assert len(result.rejections) == 1000
-    assert requests_mock.call_count <= 3_300, "halving costs 2n - 1 requests; the policy keeps it near n"
+    assert heap.call_count <= 3_300, "halving costs 2n - 1 requests; the policy keeps it near n"
 
 
 def test_split_policy_halves_while_refusals_are_rare_and_shrinks_parts_as_they_grow():
@@ -185,12 +190,12 @@ def test_split_policy_halves_while_refusals_are_rare_and_shrinks_parts_as_they_g
     assert policy.part_size(1000) == 1
 
 
-def test_an_exhausted_retry_budget_fails_as_transient_naming_the_endpoint(requests_mock):
-    requests_mock.post(URL, status_code=503, text="upstream down for user a@b.io")
+def test_an_exhausted_retry_budget_fails_as_transient_naming_the_endpoint(heap):
+    heap.answer(Reply(503, "upstream down for user a@b.io"))
     with pytest.raises(AirbyteTracedException) as caught:
-        sender(retry_seconds=0.001).send(batch("a@b.io"))
+        sender(heap.url, retry_seconds=0.001).send(batch("a@b.io"))
     assert caught.value.failure_type == FailureType.transient_error
-    assert URL in caught.value.message and "HTTP 503" in caught.value.message
+    assert heap.url in caught.value.message and "HTTP 503" in caught.value.message
     assert "a@b.io" not in caught.value.message
 
 
@@ -216,10 +221,10 @@ def test_retry_delay_is_the_longer_of_retry_after_and_capped_jittered_backoff():
     assert tenth.delay(None, jitter=0.0) == 0.0
 
 
-def test_pacing_waits_count_against_the_retry_budget(requests_mock):
+def test_pacing_waits_count_against_the_retry_budget(heap):
     """Heap throttles every request: the limiter's waits after the first 429 are charged to the budget,
     so the request fails once the next attempt could not go within it, not after waiting for it."""
-    requests_mock.post(URL, status_code=429, headers={"Retry-After": "1"})
+    heap.answer(Reply(429, headers={"Retry-After": "1"}))
     clock = [0.0]
 
     class Stop(threading.Event):
@@ -228,27 +233,26 @@ def test_pacing_waits_count_against_the_retry_budget(requests_mock):
             return False
 
     pacer = Pacer(AppRate(600), TRACK_PER_IDENTITY, clock=lambda: clock[0])
-    throttled = sender(retry_seconds=15, pacer=pacer, clock=lambda: clock[0])
+    throttled = sender(heap.url, retry_seconds=15, pacer=pacer, clock=lambda: clock[0])
     throttled.stop = Stop()
     with pytest.raises(AirbyteTracedException, match="15s retry budget"):
         throttled.send(batch(*(f"u{n}" for n in range(pacer.app.burst))))
     assert clock[0] <= 15.0
-    assert requests_mock.call_count >= 2
+    assert heap.call_count >= 2
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 40), st.sets(st.integers(0, 39), max_size=6))
-def test_splitting_delivers_every_good_item_once_and_rejects_exactly_the_bad(size, bad):
+def test_splitting_delivers_every_good_item_once_and_rejects_exactly_the_bad(running_heap, size, bad):
     identities = [f"bad{n}" if n in bad else f"ok{n}" for n in range(size)]
 
-    def answer(request, context):
-        context.status_code = 400 if any(i.startswith("bad") for i in sent_identities(request)) else 200
-        return '{"error": "refused"}' if context.status_code == 400 else "{}"
+    def answer(request):
+        refused = any(i.startswith("bad") for i in sent_identities(request))
+        return Reply(400, '{"error": "refused"}') if refused else Reply()
 
-    with requests_mock.Mocker() as mock:
-        mock.post(URL, text=answer)
-        result = sender().send(batch(*identities))
-        sent = [sent_identities(r) for r in mock.request_history]
+    running_heap.answer(answer)
+    result = sender(running_heap.url).send(batch(*identities))
+    sent = [sent_identities(r) for r in running_heap.received]
     delivered = [
         i for identities_sent in sent if not any(s.startswith("bad") for s in identities_sent) for i in identities_sent
     ]
@@ -258,25 +262,28 @@ def test_splitting_delivers_every_good_item_once_and_rejects_exactly_the_bad(siz
 
 
 def test_proxy_and_ca_bundle_come_from_the_environment_once(monkeypatch):
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://us%40er:p%3Ass@proxy.test:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
-    session = HeapClient("https://heapanalytics.com/api/track").session
-    assert session.proxies["https"] == "http://proxy.test:3128"
-    assert session.verify == "/etc/ssl/corporate.pem"
-    assert "http" not in HeapClient("http://127.0.0.1:9/api/track").session.proxies
+    client = HeapClient("https://heapanalytics.com/api/track")
+    pool = client.pool
+    assert (pool.proxy.host, pool.proxy.port) == ("proxy.test", 3128)
+    assert pool.proxy_headers["proxy-authorization"] == "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    assert pool.ca_certs == "/etc/ssl/corporate.pem"
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.test:3128")
+    assert client.pool is pool, "read once"
+    assert HeapClient("http://127.0.0.1:9/api/track").pool.proxy is None
 
 
-def test_a_refused_merged_update_is_resent_as_each_records_own_so_only_the_bad_one_is_rejected(requests_mock):
+def test_a_refused_merged_update_is_resent_as_each_records_own_so_only_the_bad_one_is_rejected(heap):
     sent = []
 
-    def answer(request, context):
+    def answer(request):
         users = request.json()["users"]
         sent.append([user["properties"] for user in users])
-        context.status_code = 400 if any("bad" in user["properties"].values() for user in users) else 200
-        return "{}"
+        return Reply(400 if any("bad" in user["properties"].values() for user in users) else 200)
 
-    requests_mock.post(URL, text=answer)
+    heap.answer(answer)
     updates = [
         HeapItem("jo", {"identity": "jo", "properties": properties}, n, stream=("users", None))
         for n, properties in enumerate([{"plan": "free"}, {"age": "bad"}, {"plan": "pro"}], 1)
@@ -284,7 +291,7 @@ def test_a_refused_merged_update_is_resent_as_each_records_own_so_only_the_bad_o
     body = {"identity": "jo", "properties": {"plan": "pro", "age": "bad"}}
     merged = HeapItem("jo", body, 3, 3, (), None, tuple(updates))
     users = BatchSender(
-        HeapClient(URL),
+        HeapClient(heap.url),
         Pacer(AppRate(None), TRACK_PER_IDENTITY),
         RequestBody("11", "users"),
         "11",
@@ -298,11 +305,11 @@ def test_a_refused_merged_update_is_resent_as_each_records_own_so_only_the_bad_o
     assert result.records == 2
 
 
-def test_with_fail_the_first_refusal_stops_every_other_sender(requests_mock):
-    requests_mock.post(URL, status_code=400, text='{"error": "refused"}')
+def test_with_fail_the_first_refusal_stops_every_other_sender(heap):
+    heap.answer(Reply(400, '{"error": "refused"}'))
     shared = FailFast()
     assert shared.claim()
-    other = sender()
+    other = sender(heap.url)
     other.fail_fast = shared
     claimed_elsewhere = threading.Thread(target=lambda: None)
     claimed_elsewhere.start()
@@ -310,4 +317,4 @@ def test_with_fail_the_first_refusal_stops_every_other_sender(requests_mock):
     shared.owner = claimed_elsewhere.ident
     with pytest.raises(Stopped):
         other.send(batch("a", "b"))
-    assert requests_mock.call_count == 0
+    assert heap.call_count == 0
