@@ -491,8 +491,9 @@ def nested_floor_loop(path: Path, api_type: str) -> tuple[int, tuple[dict[str, A
 
 def nested_cpu(rounds: int) -> dict[str, Any]:
     """CPU per record beyond start-up on the nested shape, for track and add_user_properties, against the
-    floor. Each round measures the floor, then the connector on the small and the large input, one after
-    the other, so a shared machine's drift in speed moves both alike; the round with the median ratio
+    floor. Each round measures, one after the other, the floor, the connector on the small input, on the
+    large one and on the small one again, and the floor again, and takes the mean of each pair: a shared
+    machine's drift in speed then moves the floor and the slope alike. The round with the median ratio
     is reported, with every round's ratio beside it."""
     quiet = Faults(keep_items=False, validate=False)
     results: dict[str, Any] = {}
@@ -505,14 +506,17 @@ def nested_cpu(rounds: int) -> dict[str, Any]:
         for api_type, api in NESTED_APIS.items():
             measured = []
             for _ in range(rounds):
-                floor_us = nested_floor(files[large], api_type)["cpu_us_per_record"]
-                cpu = {size: connector(files[size], size, quiet, api=api)["cpu_seconds"] for size in NESTED_SIZES}
-                slope = (cpu[large] - cpu[small]) / (large - small)
+                floors = [nested_floor(files[large], api_type)["cpu_us_per_record"]]
+                cpu = {size: [connector(files[size], size, quiet, api=api)["cpu_seconds"]] for size in (small, large)}
+                cpu[small].append(connector(files[small], small, quiet, api=api)["cpu_seconds"])
+                floors.append(nested_floor(files[large], api_type)["cpu_us_per_record"])
+                floor_us = sum(floors) / 2
+                slope = (cpu[large][0] - sum(cpu[small]) / 2) / (large - small)
                 measured.append(
                     {
                         "floor_us_per_record": floor_us,
                         "us_per_record": slope * 1e6,
-                        "startup_cpu_seconds": cpu[small] - slope * small,
+                        "startup_cpu_seconds": sum(cpu[small]) / 2 - slope * small,
                         "ratio_to_floor": slope * 1e6 / floor_us,
                     }
                 )
