@@ -186,8 +186,9 @@ def polled_lines(
     `interval` seconds whether input flows or not.
 
     The stream is polled, so time-based work does not wait for the next line, and what is read is
-    handed on at once, so a quiet source's last lines are not held back. (`read1` of at least the
-    buffer's size leaves nothing in the stream's buffer that polling its descriptor would miss.)
+    handed on at once, so a quiet source's last lines are not held back. (`read1` reads straight into
+    its result while the stream's buffer is empty, as it always is here, so no input waits in the
+    buffer where polling the descriptor would miss it.)
     """
     descriptor = stream.fileno()
     tail: list[bytes] = []
