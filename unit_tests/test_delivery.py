@@ -97,7 +97,8 @@ def test_a_redirect_names_only_where_it_points(heap):
 
 def test_network_faults_are_transient(heap):
     heap.answer(RESET)
-    assert HeapClient(heap.url).post(b"{}").verdict is Verdict.TRANSIENT
+    reset = HeapClient(heap.url).post(b"{}")
+    assert reset.verdict is Verdict.TRANSIENT and reset.detail.startswith("connection failed")
     heap.answer(Reply(stall=1.0))
     slow = HeapClient(heap.url, deadline=0.3).post(b"{}")
     assert slow.verdict is Verdict.TRANSIENT
