@@ -160,13 +160,20 @@ def heap_scalar(value: Any, notes: list[str]) -> Any:
 
 
 STR_ONLY = frozenset({str})
+SHORT_LIST = 16
+"""A list up to this long is checked element by element for the common case, short strings only: for a few
+elements a loop costs a fraction of building the set of their types."""
 
 
 def heap_list(value: list[Any], notes: list[str]) -> Any:
     """A list Heap can hold: its scalars converted (nulls dropped), or its JSON text when it holds objects or
     lists. A list of short strings, the common case, is sent as it is."""
-    if not value:
-        return value
+    if len(value) <= SHORT_LIST:
+        for element in value:
+            if type(element) is not str or len(element) > MAX_TEXT:
+                break
+        else:
+            return value
     kinds = set(map(type, value))
     if dict in kinds or list in kinds:
         return heap_scalar(json.dumps(value, separators=(",", ":"), ensure_ascii=False), notes)

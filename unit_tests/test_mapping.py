@@ -14,6 +14,7 @@ from destination_heap_analytics.mapping import (
     NAME_COLLISION,
     NOT_UNICODE,
     PLANNED_PATHS,
+    SHORT_LIST,
     TIMESTAMP_FROM_EMITTED_AT,
     TOO_DEEP,
     TRUNCATED_EVENT,
@@ -25,6 +26,7 @@ from destination_heap_analytics.mapping import (
     Unmappable,
     add_property,
     failure_reason,
+    heap_list,
     heap_timestamp,
     mapper_for,
     stable_hash,
@@ -271,6 +273,24 @@ def test_errors_become_reason_categories_without_their_text():
     assert failure_reason(TypeError("Recursion limit reached")) == TOO_DEEP
     assert failure_reason(TypeError("str is not valid UTF-8: surrogates not allowed")) == NOT_UNICODE
     assert failure_reason(KeyError("jane@example.com")) == "record could not be mapped (KeyError)"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([], []),
+        (["beta", "newsletter"], ["beta", "newsletter"]),
+        (["beta", "x" * 1100], ["beta", "x" * 1023]),
+        (["beta"] * SHORT_LIST + ["x" * 1100], ["beta"] * SHORT_LIST + ["x" * 1023]),
+        (["beta"] * (SHORT_LIST + 1), ["beta"] * (SHORT_LIST + 1)),
+        (["beta", None, 2, True], ["beta", 2, "true"]),
+        (["beta", ["nested"]], '["beta",["nested"]]'),
+    ],
+)
+def test_lists_of_short_strings_go_as_they_are_and_others_are_converted(value, expected):
+    notes = []
+    assert heap_list(value, notes) == expected
+    assert notes == ([TRUNCATED_VALUE] if "x" * 1023 in expected else [])
 
 
 json_values = st.recursive(
