@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from operator import attrgetter
 from typing import Any
 
@@ -33,8 +34,14 @@ def encoded_tail(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)[1:]
 
 
+def decoded(tail: bytes) -> dict[str, Any]:
+    """An item's body back from its JSON (exact: what the mapping sends survives orjson's round trip)."""
+    return orjson.loads(b"{" + tail)
+
+
 class Batch:
-    """Items bound for one bulk request, each encoded once (without its opening brace)."""
+    """Items bound for one bulk request, each encoded once (without its opening brace); items a builder
+    added hold no body, their JSON being kept here."""
 
     __slots__ = ("encoded", "items", "number", "size")
 
@@ -134,6 +141,10 @@ class BatchBuilder:
         last STATE or the merged update would take the batch over the byte cap: then the batch is
         sealed and the update opens the next one (the pipeline sends two batches sharing a key one
         after the other).
+
+        The batch keeps the item's JSON and the item lets go of its body: its values, read from the
+        record moments ago, are freed while still in the CPU's caches, not a batch later when the
+        request is answered (which cost about a tenth of the floor's CPU a record).
         """
         held = self.merge and item.key in self.index
         if held:
@@ -156,6 +167,7 @@ class BatchBuilder:
         batch.items.append(item)
         batch.encoded.append(encoded)
         batch.size += size
+        item.body = None
         return full
 
     def seal(self) -> Batch | None:
@@ -173,19 +185,23 @@ class BatchBuilder:
         return bool(self.batch.items) and self.clock() - self.opened >= seconds
 
     def _merge(self, at: int, item: HeapItem) -> bool:
-        """Merges an update into the one at `at`; False, changing nothing, when the result would not fit."""
+        """Merges an update into the one at `at`; False, changing nothing, when the result would not fit.
+
+        Each update of a merged item keeps its body, to be sent alone should Heap refuse the merge.
+        """
         batch = self.batch
         merged = batch.items[at]
-        properties: dict[str, Any] = {**merged.body["properties"], **item.body["properties"]}
-        body = {**merged.body, "properties": properties}
+        current = decoded(batch.encoded[at])
+        properties: dict[str, Any] = {**current["properties"], **item.body["properties"]}
+        body = {**current, "properties": properties}
         encoded = encoded_tail(body)
         size = batch.size + len(encoded) - len(batch.encoded[at])
         if size > self.max_bytes:
             return False
         batch.size = size
-        updates = (*(merged.merged or (merged,)), item)
+        updates = (*(merged.merged or (replace(merged, body=current),)), item)
         batch.items[at] = HeapItem(
-            merged.key, body, item.position, merged.records + 1, merged.notes + item.notes, None, updates
+            merged.key, None, item.position, merged.records + 1, merged.notes + item.notes, None, updates
         )
         batch.encoded[at] = encoded
         return True

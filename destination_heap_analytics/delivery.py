@@ -16,7 +16,7 @@ import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from .batching import Batch, RequestBody
+from .batching import Batch, RequestBody, decoded
 from .client import Answer, HeapClient, Verdict, abort_all, origin_of
 from .config import config_error
 from .messages import StreamKey
@@ -323,9 +323,9 @@ class DryRunSender:
 
     def send(self, batch: Batch) -> BatchResult:
         """Accepts a batch without sending it, logging items until `shown` have been logged."""
-        for item in batch.items[: max(0, self.shown)]:
+        for item, tail in zip(batch.items[: max(0, self.shown)], batch.encoded):
             self.shown -= 1
-            payload = orjson.dumps(item.body, option=orjson.OPT_INDENT_2).decode()
+            payload = orjson.dumps(decoded(tail), option=orjson.OPT_INDENT_2).decode()
             logger.info(
                 "Dry run: record %d would go to %s in request %d as\n%s", item.position, self.url, batch.number, payload
             )

@@ -50,10 +50,11 @@ class HeapItem:
 
     A property update merged from several records keeps each record's own update in `merged`, so
     that when Heap refuses the merged one, each can be sent alone and only the bad one is rejected.
+    `body` is None once a batch holds the item: the batch keeps its JSON instead.
     """
 
     key: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     position: int
     records: int = 1
     notes: tuple[str, ...] = ()

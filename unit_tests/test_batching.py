@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from destination_heap_analytics.batching import BatchBuilder, BatchNumbers, ItemTooLarge, RequestBody
+from destination_heap_analytics.batching import BatchBuilder, BatchNumbers, ItemTooLarge, RequestBody, decoded
 from destination_heap_analytics.mapping import HeapItem
 
 BODY = RequestBody("11", "users")
@@ -95,8 +95,8 @@ def test_merging_and_splitting_lose_nothing_and_keep_per_key_order(updates, max_
         parts = batch.parts(part_size)
         assert [i for part in parts for i in part.items] == batch.items
         assert all(len(part) <= part_size and part.number == batch.number for part in parts)
-        for merged in batch.items:
-            final[merged.key] = merged.body["properties"]["v"]
+        for merged in map(decoded, batch.encoded):
+            final[merged["identity"]] = merged["properties"]["v"]
     expected = {}
     for key, value in updates:
         expected[key] = value
@@ -120,6 +120,8 @@ def test_no_merge_crosses_a_state_and_a_merged_item_keeps_each_update():
     assert builder.add(item("jo", 2, seats="5")) is None
     merged = builder.batch.items[0]
     assert [update.position for update in merged.merged] == [1, 2] and merged.records == 2
+    assert [update.body["properties"] for update in merged.merged] == [{"plan": "free"}, {"seats": "5"}]
+    assert decoded(builder.batch.encoded[0])["properties"] == {"plan": "free", "seats": "5"}
     builder.add(item("al", 3, plan="pro"))
     builder.barrier()
     sealed = builder.add(item("jo", 4, plan="pro"))
@@ -134,12 +136,22 @@ def test_a_batch_knows_its_body_size_exactly_in_both_forms(texts, items_field):
     body = RequestBody("app-ü", items_field)
     builder = BatchBuilder(body, 10_000, merge=False, max_items=1 if body.single else 1000)
     items = [item(str(n), n, text=text) for n, text in enumerate(texts)]
+    bodies = {entry.position: entry.body for entry in items}
     for batch in fill(builder, items):
         encoded = body(batch)
         joined = 3 if body.single else 1
         assert len(encoded) == body.overhead + batch.size - joined <= 10_000
         sent = orjson.loads(encoded)
         if body.single:
-            assert sent == {"app_id": "app-ü", **batch.items[0].body}
+            assert sent == {"app_id": "app-ü", **bodies[batch.items[0].position]}
         else:
-            assert sent == {"app_id": "app-ü", "users": [i.body for i in batch.items]}
+            assert sent == {"app_id": "app-ü", "users": [bodies[i.position] for i in batch.items]}
+
+
+def test_a_batch_keeps_an_items_json_and_the_item_lets_go_of_its_body():
+    builder = BatchBuilder(BODY, 1_000_000, merge=False)
+    added = item("jo", 1, plan="pro", seats=5)
+    body = added.body
+    builder.add(added)
+    assert added.body is None
+    assert builder.batch.items == [added] and list(map(decoded, builder.batch.encoded)) == [body]
