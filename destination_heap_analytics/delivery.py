@@ -323,7 +323,8 @@ class DryRunSender:
 
     def send(self, batch: Batch) -> BatchResult:
         """Accepts a batch without sending it, logging items until `shown` have been logged."""
-        for item, tail in zip(batch.items[: max(0, self.shown)], batch.encoded):
+        shown = max(0, self.shown)
+        for item, tail in zip(batch.items[:shown], batch.encoded[:shown], strict=True):
             self.shown -= 1
             payload = orjson.dumps(decoded(tail), option=orjson.OPT_INDENT_2).decode()
             logger.info(
