@@ -35,16 +35,16 @@ def connector(path: Path, api_type: str) -> None:
     from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
     from destination_heap_analytics.config import HeapConfig
-    from destination_heap_analytics.messages import LineReader
+    from destination_heap_analytics.messages import LineReader, polled_lines
     from destination_heap_analytics.rejected import NoStore
     from destination_heap_analytics.routing import routes
     from destination_heap_analytics.sync import Sync
 
     config = HeapConfig.parse({"app_id": "11", "api": NESTED_APIS[api_type], "dry_run": True, "dry_run_payloads": 0})
     catalog = ConfiguredAirbyteCatalogSerializer.load(CATALOG)
-    lines = path.read_bytes().splitlines(keepends=True)
     sync = Sync(config, routes(config, catalog), NoStore())
-    sys.call_tracing(lambda: list(sync.run(LineReader()(lines))), ())
+    with path.open("rb") as stream:
+        sys.call_tracing(lambda: list(sync.run(polled_lines(stream, LineReader(), 1.0))), ())
 
 
 def floor(path: Path, api_type: str) -> None:

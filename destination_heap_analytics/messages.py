@@ -41,6 +41,11 @@ LONG_INTEGER = b"0" * 19
 every digit reads as 0: translating and searching for it costs a tenth of a regular expression's scan."""
 
 
+def short_integers_only(data: bytes) -> bool:
+    """Whether no run of digits in `data` is long enough to be an integer beyond 64 bits."""
+    return LONG_INTEGER not in data.translate(DIGITS_AS_ZERO)
+
+
 class Unreadable(NamedTuple):
     """An input line that holds no usable record, why, and the stream it names when it names one."""
 
@@ -87,12 +92,14 @@ class LineReader:
     def __init__(self) -> None:
         self.number = 0
 
-    def __call__(self, lines: Iterable[bytes]) -> Iterator[Message]:
+    def __call__(self, lines: Iterable[bytes], short_integers: bool = False) -> Iterator[Message]:
+        """The messages of `lines`; `short_integers` when the caller found that none can hold an integer
+        beyond 64 bits, so orjson reads each exactly."""
         loads, translate = orjson.loads, bytes.translate
         for line in lines:
             self.number += 1
             message: Any = UNPARSED
-            if LONG_INTEGER not in translate(line, DIGITS_AS_ZERO):
+            if short_integers or LONG_INTEGER not in translate(line, DIGITS_AS_ZERO):
                 try:
                     message = loads(line)
                 except ValueError:
@@ -180,10 +187,13 @@ CPU's caches when they are parsed (reads of a megabyte cost more CPU in all)."""
 
 
 def polled_lines(
-    stream: IO[bytes], read: Callable[[list[bytes]], Iterable[Message]], interval: float
+    stream: IO[bytes], read: Callable[[list[bytes], bool], Iterable[Message]], interval: float
 ) -> Iterator[Message | Tick]:
     """The messages of a byte stream's lines, read on this thread as they arrive, with a TICK at least every
     `interval` seconds whether input flows or not.
+
+    Each read is scanned once for integers beyond 64 bits, so its lines need no scan of their own
+    (a line begun in an earlier read is scanned whole, as a run of digits may span two reads).
 
     The stream is polled, so time-based work does not wait for the next line, and what is read is
     handed on at once, so a quiet source's last lines are not held back. (`read1` reads straight into
@@ -201,15 +211,17 @@ def polled_lines(
         data = stream.read1(READ_BYTES)  # type: ignore[attr-defined]
         if not data:
             if tail:
-                yield from read([b"".join(tail)])
+                yield from read([b"".join(tail)], False)
             return
         if b"\n" in data:
             lines = data.split(b"\n")
+            short_integers = short_integers_only(data)
             if tail:
                 lines[0] = b"".join(tail) + lines[0]
+                short_integers = short_integers and short_integers_only(lines[0])
             last = lines.pop()
             tail = [last] if last else []
-            yield from read(lines)
+            yield from read(lines, short_integers)
         else:
             tail.append(data)
         now = time.monotonic()
@@ -282,7 +294,7 @@ def parse_json(line: bytes) -> Any:
     orjson is the fast path; Python's parser takes lines that may hold integers beyond 64 bits
     (orjson reads those as floats) and lines orjson refuses.
     """
-    if LONG_INTEGER not in line.translate(DIGITS_AS_ZERO):
+    if short_integers_only(line):
         try:
             return orjson.loads(line)
         except orjson.JSONDecodeError:

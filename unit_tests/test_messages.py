@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from destination_heap_analytics.messages import (
     _message,
     dump_json,
     parse_json,
+    polled_lines,
     read_lines,
     state_at,
 )
@@ -28,6 +30,25 @@ def test_integers_of_any_size_are_read_and_written_exactly(number):
     assert parse_json(line) == {"n": number, "t": "2022-10-21"}
     assert type(parse_json(line)["n"]) is int
     assert parse_json(dump_json(parse_json(line))) == {"n": number, "t": "2022-10-21"}
+
+
+@pytest.mark.parametrize("digits_in_first_read", [1, 10, 18])
+def test_an_integer_beyond_64_bits_split_between_two_reads_is_read_exactly(digits_in_first_read):
+    def record(number):
+        return b'{"type":"RECORD","record":{"stream":"s","data":{"n":%d},"emitted_at":1}}\n' % number
+
+    line = record(2**64 + 1)
+    cut = line.index(b"18446744073709551617") + digits_in_first_read
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as stream:
+        os.write(write_end, record(7) + line[:cut])
+        messages = polled_lines(stream, LineReader(), 0.01)
+        assert next(messages)[1] == {"n": 7}
+        os.write(write_end, line[cut:])
+        os.close(write_end)
+        rest = [message for message in messages if type(message) is tuple]
+    assert [data for _, data, _ in rest] == [{"n": 2**64 + 1}]
+    assert type(rest[0][1]["n"]) is int
 
 
 def test_what_orjson_refuses_python_reads():
