@@ -49,7 +49,7 @@ class Batch:
         self.number = number
         self.items = items if items is not None else []
         self.encoded = encoded if encoded is not None else [encoded_tail(item.body) for item in self.items]
-        self.size = sum(len(tail) + 2 for tail in self.encoded)
+        self.size = sum(map(len, self.encoded)) + 2 * len(self.encoded)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -66,6 +66,8 @@ class Batch:
 
     def parts(self, size: int) -> list[Batch]:
         """Batches with the same number holding `size` items each (the last may hold fewer), in order."""
+        if 0 < len(self.items) <= size:
+            return [self]
         return [
             Batch(self.number, self.items[start : start + size], self.encoded[start : start + size])
             for start in range(0, len(self.items), size)

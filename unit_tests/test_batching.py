@@ -94,6 +94,8 @@ def test_merging_and_splitting_lose_nothing_and_keep_per_key_order(updates, max_
         assert len({i.key for i in batch.items}) == len(batch)
         parts = batch.parts(part_size)
         assert [i for part in parts for i in part.items] == batch.items
+        assert [tail for part in parts for tail in part.encoded] == batch.encoded
+        assert sum(part.size for part in parts) == batch.size == sum(len(tail) + 2 for tail in batch.encoded)
         assert all(len(part) <= part_size and part.number == batch.number for part in parts)
         for merged in map(decoded, batch.encoded):
             final[merged["identity"]] = merged["properties"]["v"]
