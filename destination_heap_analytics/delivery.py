@@ -356,7 +356,9 @@ class Pipeline:
         """Starts sending a batch; returns the results that completed meanwhile."""
         results: list[BatchResult] = []
         if self.ordered:
-            earlier = {self.key_owner[item.key] for item in batch.items if item.key in self.key_owner}
+            keys = batch.keys
+            earlier = set(map(self.key_owner.get, keys))
+            earlier.discard(None)
             results += self._collect(earlier)
         while len(self.in_flight) >= self.workers:
             done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
@@ -364,8 +366,7 @@ class Pipeline:
         future = self.executor.submit(self.sender.send, batch)
         self.in_flight[future] = batch
         if self.ordered:
-            for item in batch.items:
-                self.key_owner[item.key] = future
+            self.key_owner.update(dict.fromkeys(keys, future))
         return results + self.poll()
 
     def poll(self) -> list[BatchResult]:

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from destination_heap_analytics.batching import Batch, RequestBody
 from destination_heap_analytics.client import VOCABULARY, HeapClient, Verdict, heap_words, retry_after_seconds
-from destination_heap_analytics.delivery import BatchSender, FailFast, RetryPolicy, SplitPolicy, Stopped
+from destination_heap_analytics.delivery import (
+    BatchResult,
+    BatchSender,
+    FailFast,
+    Pipeline,
+    RetryPolicy,
+    SplitPolicy,
+    Stopped,
+)
 from destination_heap_analytics.mapping import HeapItem
 from destination_heap_analytics.pacing import TRACK_PER_IDENTITY, AppRate, Pacer
 from unit_tests.scripted_heap import RESET, Reply, ScriptedHeap
@@ -319,3 +327,43 @@ def test_with_fail_the_first_refusal_stops_every_other_sender(heap):
     with pytest.raises(Stopped):
         other.send(batch("a", "b"))
     assert heap.call_count == 0
+
+
+class RecordingSender:
+    """Stands in for BatchSender in the pipeline: notes when each batch's send starts and ends; the first
+    batch's send lasts until `release` is set."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.events = []
+
+    def send(self, sent):
+        self.events.append(("start", sent.number))
+        if sent.number == 1:
+            self.release.wait(5)
+        self.events.append(("end", sent.number))
+        return BatchResult(sent.number, len(sent))
+
+    def abort(self):
+        self.release.set()
+
+
+def numbered(number, *identities):
+    return Batch(number, [HeapItem(i, {"identity": i, "properties": {}}, number) for i in identities])
+
+
+def test_an_ordered_pipeline_starts_a_batch_only_after_earlier_ones_sharing_a_key():
+    sender = RecordingSender()
+    pipeline = Pipeline(sender, workers=3, ordered=True)
+    try:
+        pipeline.submit(numbered(1, "jo", "al"))
+        pipeline.submit(numbered(2, "bo"))
+        threading.Timer(0.2, sender.release.set).start()
+        pipeline.submit(numbered(3, "cy", "jo"))
+        pipeline.drain()
+    finally:
+        pipeline.close()
+    events = sender.events
+    assert events.index(("end", 1)) < events.index(("start", 3)), "batch 3 shares jo with batch 1"
+    assert events.index(("start", 2)) < events.index(("end", 1)), "batch 2 shares no key: it did not wait"
+    assert pipeline.key_owner == {}, "no key is owned once every batch is settled"
