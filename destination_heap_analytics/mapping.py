@@ -388,10 +388,10 @@ class RestPlan:
         self._walk(properties, self.root, record, notes)
 
     def _walk(self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str]) -> None:
-        names = parent.names
+        name_of = parent.names.get
         exclusive = self.exclusive  # read again after anything that may plan a key
         for key, inner in value.items():
-            name = names.get(key)
+            name = name_of(key)
             if not name:
                 if name is None:
                     self._unusual(properties, parent, key, inner, notes)
