@@ -592,7 +592,7 @@ def breakdown(path: Path, posts: int = 50) -> dict[str, Any]:
                 break
             if type(message) is not tuple:
                 continue
-            item = mapper.map(message[1], message[2], count)
+            item = mapper.map(message[1], message[2], count, message[3])
             mapped = clock()
             full = builder.add(item)
             batching += clock() - mapped

@@ -383,27 +383,32 @@ class RestPlan:
         self.assigned = set(named_outputs)
         self.exclusive = True
 
-    def add(self, properties: dict[str, Any], record: Mapping[str, Any], notes: list[str]) -> None:
-        """Adds what `*` sends of a record to its properties."""
-        self._walk(properties, self.root, record, notes)
+    def add(
+        self, properties: dict[str, Any], record: Mapping[str, Any], notes: list[str], long_texts: bool = True
+    ) -> None:
+        """Adds what `*` sends of a record to its properties; `long_texts` False when the record is known to hold
+        no text longer than Heap takes (its line is no longer), so no text's length is checked."""
+        self._walk(properties, self.root, record, notes, long_texts)
 
-    def _walk(self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str]) -> None:
+    def _walk(
+        self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str], long_texts: bool
+    ) -> None:
         name_of = parent.names.get
         exclusive = self.exclusive  # read again after anything that may plan a key
         for key, inner in value.items():
             name = name_of(key)
             if not name:
                 if name is None:
-                    self._unusual(properties, parent, key, inner, notes)
+                    self._unusual(properties, parent, key, inner, notes, long_texts)
                     exclusive = self.exclusive
                 continue
             kind = type(inner)
             if kind is str:
-                if len(inner) > MAX_TEXT:
+                if long_texts and len(inner) > MAX_TEXT:
                     add_property(properties, name, inner, notes)
                     continue
             elif kind is dict:
-                self._walk(properties, parent.children[key], inner, notes)
+                self._walk(properties, parent.children[key], inner, notes, long_texts)
                 exclusive = self.exclusive
                 continue
             elif kind is bool:
@@ -426,12 +431,14 @@ class RestPlan:
             else:
                 add_property(properties, name, inner, notes)
 
-    def _unusual(self, properties: dict[str, Any], parent: KeyPlan, key: str, value: Any, notes: list[str]) -> None:
+    def _unusual(
+        self, properties: dict[str, Any], parent: KeyPlan, key: str, value: Any, notes: list[str], long_texts: bool
+    ) -> None:
         """A value whose key is new to the plan, left out, noted, or under a name too long for Heap."""
         plan = parent.children.get(key) or self._plan(parent, key)
         if plan.action == SEND:
             if type(value) is dict:
-                self._walk(properties, plan, value, notes)
+                self._walk(properties, plan, value, notes, long_texts)
             else:
                 add_property(properties, plan.name, value, notes)
         elif plan.action == GIVE_WAY:
@@ -498,8 +505,11 @@ class RecordMapper:
         self.fields_of: dict[str, str] = {}
         self.sends_properties = api.sends_properties
 
-    def map(self, record: Mapping[str, Any], emitted_at: float, position: int) -> HeapItem | Unmappable:
-        """The Heap item for one record, or why there is none."""
+    def map(
+        self, record: Mapping[str, Any], emitted_at: float, position: int, size: float = math.inf
+    ) -> HeapItem | Unmappable:
+        """The Heap item for one record, or why there is none; `size` bounds the length of its texts (the bytes
+        of its line)."""
         column = self.key.name
         key = record.get(column, MISSING)
         if type(key) is not str:
@@ -522,7 +532,7 @@ class RecordMapper:
         if reason is not None:
             return Unmappable(reason, position, self.fields_of.get(reason))
         if self.sends_properties:
-            body["properties"] = self._properties(record, notes)
+            body["properties"] = self._properties(record, notes, size > MAX_TEXT)
         source = (record, emitted_at) if self.keep else None
         return HeapItem(key, body, position, 1, tuple(notes) if notes else (), self.stream, (), source)
 
@@ -532,7 +542,7 @@ class RecordMapper:
         """Adds the fields an API has beyond its key and properties; the reason when the record cannot be sent."""
         return None
 
-    def _properties(self, record: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+    def _properties(self, record: Mapping[str, Any], notes: list[str], long_texts: bool) -> dict[str, Any]:
         """The properties of one record: the named columns under their Heap names, then with `*` every other
         column whose name no named column took. Short strings, the common case, skip the general conversion."""
         properties: dict[str, Any] = {}
@@ -550,7 +560,7 @@ class RecordMapper:
             else:
                 add_property(properties, name, value, notes)
         if self.rest is not None:
-            self.rest.add(properties, record, notes)
+            self.rest.add(properties, record, notes, long_texts)
         return properties
 
 

@@ -218,7 +218,7 @@ class Sync:
         return waiting
 
     def _record(self, record: Record) -> list[bytes] | None:
-        stream, data, emitted_at = record
+        stream, data, emitted_at, size = record
         stats = self.stats
         stats.records_read += 1
         position = stats.records_read
@@ -232,7 +232,7 @@ class Sync:
         for delivery in routed.deliveries:
             lane = delivery.lane
             try:
-                mapped = delivery.mapper.map(data, emitted_at, position)
+                mapped = delivery.mapper.map(data, emitted_at, position, size)
                 if type(mapped) is Unmappable:
                     self._unmappable(stream, mapped, (data, emitted_at))
                     continue

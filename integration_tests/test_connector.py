@@ -156,6 +156,17 @@ def test_user_properties_updates_to_one_identity_are_merged_in_order():
     assert run.summary["records_delivered"] == 9
 
 
+def test_texts_longer_than_heap_takes_are_cut_in_every_record_read_in_line():
+    api = {"api_type": "add_user_properties", "identity_column": "email"}
+    messages = [record(n, email=f"u{n}", bio={"text": "é" * (2000 if n % 2 else 10)}) for n in range(6)] + [state(5)]
+    with HeapSandbox() as sandbox:
+        run = run_connector("write", config_for(sandbox, api), messages)
+        assert run.returncode == 0, run.stderr
+        users = sandbox.items("users")
+    texts = {u["identity"]: u["properties"]["bio.text"] for u in users}
+    assert texts == {f"u{n}": "é" * (1023 if n % 2 else 10) for n in range(6)}
+
+
 def test_the_command_line_says_what_it_wants_without_a_stack_trace(tmp_path):
     bare = subprocess.run([sys.executable, MAIN], capture_output=True, text=True, timeout=60)
     assert bare.returncode == 2 and "usage: destination-heap-analytics" in bare.stderr

@@ -1,5 +1,7 @@
 """Mapping is pure: records in, Heap items or reasons out, with no I/O."""
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from destination_heap_analytics.mapping import (
     GAVE_WAY,
     ID_PROPERTY_LEFT_OUT,
     KEY_FROM_RECORD_HASH,
+    MAX_TEXT,
     MISSING,
     NAME_COLLISION,
     NOT_UNICODE,
@@ -293,6 +296,18 @@ def test_lists_of_short_strings_go_as_they_are_and_others_are_converted(value, e
     assert notes == ([TRUNCATED_VALUE] if "x" * 1023 in expected else [])
 
 
+def test_a_text_longer_than_heap_takes_is_cut_and_a_short_line_skips_the_check():
+    api = {"api_type": "add_user_properties", "identity_column": "email"}
+    long_record = {"email": "jo@x.io", "bio": {"text": "x" * 1030}}
+    line = json.dumps({"type": "RECORD", "record": {"stream": "users", "data": long_record}}).encode()
+    users = mapper(api)
+    for _ in range(2):  # the second time, the path is planned
+        item = users.map(long_record, EMITTED_AT, 1, len(line))
+        assert item.body["properties"]["bio.text"] == "x" * MAX_TEXT and item.notes == (TRUNCATED_VALUE,)
+    item = users.map({"email": "jo@x.io", "bio": {"text": "x" * 10}}, EMITTED_AT, 2, MAX_TEXT)
+    assert item.body["properties"] == {"email": "jo@x.io", "bio.text": "x" * 10} and item.notes == ()
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -509,15 +524,17 @@ def test_a_name_two_paths_give_keeps_the_first_value_once_both_paths_are_planned
 def test_star_sends_what_its_definition_says_whether_the_plan_knows_a_path_or_not(
     records, left_out, named_outputs, refuses_id
 ):
-    """After the named columns' properties, whatever names the paths give (one another's, a named column's)."""
+    """After the named columns' properties, whatever names the paths give (one another's, a named column's), and
+    whether the record's line (its JSON) is short enough for the walk to skip checking texts' lengths."""
     refused = frozenset({"id"}) if refuses_id else frozenset()
     planned, unplanned = RestPlan(left_out, named_outputs, refused), RestPlan(left_out, named_outputs, refused)
     unplanned.planned = PLANNED_PATHS
     named = {name: "named" for name in sorted(named_outputs)}
     for record in [*records, *records]:
         expected = reference_star(record, left_out, named_outputs, refused, named)
+        long_texts = len(json.dumps(record, ensure_ascii=False).encode()) > MAX_TEXT
         for plan in (planned, unplanned):
             properties, notes = dict(named), []
-            plan.add(properties, record, notes)
+            plan.add(properties, record, notes, long_texts)
             assert (properties, notes) == expected
             assert list(properties) == list(expected[0]), "in the record's order"

@@ -47,7 +47,7 @@ def test_an_integer_beyond_64_bits_split_between_two_reads_is_read_exactly(digit
         os.write(write_end, line[cut:])
         os.close(write_end)
         rest = [message for message in messages if type(message) is tuple]
-    assert [data for _, data, _ in rest] == [{"n": 2**64 + 1}]
+    assert [data for _, data, _, _ in rest] == [{"n": 2**64 + 1}]
     assert type(rest[0][1]["n"]) is int
 
 
@@ -71,7 +71,7 @@ def test_lines_become_records_states_or_reasons():
         b'{"type":{"STATE":1}}',
     ]
     messages = list(read_lines(lines))
-    assert messages[0] == (("s", "n"), {"a": 1}, 5)
+    assert messages[0] == (("s", "n"), {"a": 1}, 5, len(lines[0]))
     assert messages[1] == state_at(lines[1], ("s", None))
     assert messages[2:] == [
         Unreadable(3, NO_DATA, ("s", None)),
