@@ -87,13 +87,18 @@ class Column:
         return self.nested(record) if value is MISSING else value
 
     def nested(self, record: Mapping[str, Any]) -> Any:
-        """The value by dotted path, else by `_`-flattened path, or MISSING: for a name that is not a top-level key."""
+        """The value by dotted path, else by `_`-flattened path, or MISSING: for a name that is not a top-level key.
+
+        JSON's other values refuse a key with a TypeError (a list, text or number) and an object without
+        it with a KeyError: either ends the dotted path.
+        """
         if self.parts:
-            value = record
-            for part in self.parts:
-                if type(value) is not dict or part not in value:
-                    break
-                value = value[part]
+            value: Any = record
+            try:
+                for part in self.parts:
+                    value = value[part]
+            except (KeyError, TypeError):
+                pass
             else:
                 return value
         return _lookup_flattened(record, self.name)

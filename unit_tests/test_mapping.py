@@ -78,6 +78,9 @@ def test_column_prefers_exact_key_then_dotted_path_then_flattened():
     assert Column("x_y_z").lookup(record) == "underscored"
     assert Column("a.zz").lookup(record) is MISSING
     assert Column("nope").lookup(record) is MISSING
+    odd = {"list": [{"x": 1}], "text": "abc", "none": None, "number": 5, "flag": True, "a": {"b": "leaf"}}
+    for name in ("list.x", "list.0", "text.x", "none.x", "number.x", "flag.x", "a.b.c", "a.b.0"):
+        assert Column(name).lookup(odd) is MISSING, name
 
 
 def test_star_takes_every_field_and_flattens_nested_objects():
