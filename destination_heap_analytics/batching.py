@@ -158,15 +158,17 @@ class BatchBuilder:
         if size > self.max_bytes:
             raise ItemTooLarge(item, size - 1)
         full = None
-        if held or len(self.batch.items) >= self.max_items or self.batch.size + size > self.max_bytes:
-            full = self.seal()
         batch = self.batch
-        if not batch.items:
+        if held or len(batch.items) >= self.max_items or batch.size + size > self.max_bytes:
+            full = self.seal()
+            batch = self.batch
+        items = batch.items
+        if not items:
             batch.number = self.numbers.take()
             self.opened = self.clock()
         if self.merge:
-            self.index[item.key] = len(batch.items)
-        batch.items.append(item)
+            self.index[item.key] = len(items)
+        items.append(item)
         batch.encoded.append(encoded)
         batch.size += size
         item.body = None

@@ -97,8 +97,8 @@ class LineReader:
         """The messages of `lines`; `short_integers` when the caller found that none can hold an integer
         beyond 64 bits, so orjson reads each exactly."""
         loads, translate = orjson.loads, bytes.translate
-        for line in lines:
-            self.number += 1
+        number = self.number  # the last line's number, kept for the next call's lines
+        for number, line in enumerate(lines, self.number + 1):
             message: Any = UNPARSED
             if short_integers or LONG_INTEGER not in translate(line, DIGITS_AS_ZERO):
                 try:
@@ -120,16 +120,14 @@ class LineReader:
                         yield (name, namespace), data, emitted_at, len(line)
                         continue
             try:
-                if message is UNPARSED:
-                    message = _message(line, self.number)
-                else:
-                    message = _classified(message, line, self.number)
+                message = _message(line, number) if message is UNPARSED else _classified(message, line, number)
             except MalformedState:
                 raise
             except Exception as error:
-                message = Unreadable(self.number, f"line could not be read ({type(error).__name__})")
+                message = Unreadable(number, f"line could not be read ({type(error).__name__})")
             if message is not None:
                 yield message
+        self.number = number
 
 
 def read_lines(lines: Iterable[bytes]) -> Iterator[Message]:

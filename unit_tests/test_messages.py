@@ -51,6 +51,14 @@ def test_an_integer_beyond_64_bits_split_between_two_reads_is_read_exactly(digit
     assert type(rest[0][1]["n"]) is int
 
 
+def test_lines_are_numbered_across_calls():
+    reader = LineReader()
+    good = b'{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1}}'
+    assert [type(message) for message in reader([good, good])] == [tuple, tuple]
+    assert list(reader([])) == []
+    assert list(reader([good, b"{oops"])) == [(("s", None), {}, 1, len(good)), Unreadable(4, NOT_JSON)]
+
+
 def test_what_orjson_refuses_python_reads():
     assert math.isnan(parse_json(b'{"v": NaN}')["v"])
     assert parse_json(b'"\\ud800"') == "\ud800"
