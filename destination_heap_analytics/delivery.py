@@ -350,23 +350,22 @@ class Pipeline:
         self.ordered = ordered
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heap-send")
         self.in_flight: dict[Future[BatchResult], Batch] = {}
-        self.key_owner: dict[str, Future[BatchResult]] = {}
+        self.keys_held: dict[Future[BatchResult], frozenset[str]] = {}
+        """With `ordered`, the keys of each batch in flight."""
 
     def submit(self, batch: Batch) -> list[BatchResult]:
         """Starts sending a batch; returns the results that completed meanwhile."""
         results: list[BatchResult] = []
         if self.ordered:
-            keys = batch.keys
-            earlier = set(map(self.key_owner.get, keys))
-            earlier.discard(None)
-            results += self._collect(earlier)
+            keys = frozenset(batch.keys)
+            results += self._collect([future for future, held in self.keys_held.items() if not keys.isdisjoint(held)])
         while len(self.in_flight) >= self.workers:
             done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
             results += self._collect(done)
         future = self.executor.submit(self.sender.send, batch)
         self.in_flight[future] = batch
         if self.ordered:
-            self.key_owner.update(dict.fromkeys(keys, future))
+            self.keys_held[future] = keys
         return results + self.poll()
 
     def poll(self) -> list[BatchResult]:
@@ -394,11 +393,8 @@ class Pipeline:
                 result = future.result()
             except Stopped:
                 raise self.failure() or Stopped() from None
-            batch = self.in_flight.pop(future)
-            if self.ordered:
-                for item in batch.items:
-                    if self.key_owner.get(item.key) is future:
-                        del self.key_owner[item.key]
+            del self.in_flight[future]
+            self.keys_held.pop(future, None)
             results.append(result)
         return results
 

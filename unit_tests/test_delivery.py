@@ -366,4 +366,4 @@ def test_an_ordered_pipeline_starts_a_batch_only_after_earlier_ones_sharing_a_ke
     events = sender.events
     assert events.index(("end", 1)) < events.index(("start", 3)), "batch 3 shares jo with batch 1"
     assert events.index(("start", 2)) < events.index(("end", 1)), "batch 2 shares no key: it did not wait"
-    assert pipeline.key_owner == {}, "no key is owned once every batch is settled"
+    assert pipeline.keys_held == {}, "no keys are held once every batch is settled"
