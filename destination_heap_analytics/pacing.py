@@ -7,7 +7,7 @@ import threading
 import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 AIM = 0.97
@@ -262,14 +262,12 @@ class Pacer:
         self.paced_seconds = 0.0
         self.lock = lock or threading.Lock()
 
-    def reserve(self, keys: Iterable[str], stop: threading.Event, deadline: float = math.inf) -> float | None:
+    def reserve(self, keys: Sequence[str], stop: threading.Event, deadline: float = math.inf) -> float | None:
         """Waits until a request with these items' identities may go and counts it; returns when it may go,
         or None when the sync stopped or it could not go before `deadline`. A request that reserved must
         be followed by `passed`, `throttled` or `gave_up`."""
-        counts: dict[str, int] = Counter(keys)
-        units = sum(counts.values())
-        if self.identity_limit.counts_requests:
-            counts = dict.fromkeys(counts, 1)
+        units = len(keys)
+        counts = dict.fromkeys(keys, 1) if self.identity_limit.counts_requests else Counter(keys)
         cells = self.identities.cells(counts)
         waiting_since = None
         with self.lock:
