@@ -39,7 +39,7 @@ class Rejection:
     stream: StreamKey | None
     position: int
     reason: str
-    source: tuple[Any, float] | None = None
+    source: bytes | tuple[Any, float] | None = None
 
 
 @dataclass

@@ -50,7 +50,9 @@ class HeapItem:
 
     A property update merged from several records keeps each record's own update in `merged`, so
     that when Heap refuses the merged one, each can be sent alone and only the bad one is rejected.
-    `body` is None once a batch holds the item: the batch keeps its JSON instead.
+    `body` is None once a batch holds the item: the batch keeps its JSON instead. With a store for
+    rejected records, `source` is the record as it came: its line (one object to hold while the item
+    is in flight, where the parsed record is dozens), or its data and emitted_at when it came as an object.
     """
 
     key: str
@@ -60,7 +62,7 @@ class HeapItem:
     notes: tuple[str, ...] = ()
     stream: StreamKey | None = None
     merged: tuple[HeapItem, ...] = ()
-    source: tuple[Mapping[str, Any], float] | None = None
+    source: bytes | tuple[Mapping[str, Any], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,10 +513,10 @@ class RecordMapper:
         self.sends_properties = api.sends_properties
 
     def map(
-        self, record: Mapping[str, Any], emitted_at: float, position: int, size: float = math.inf
+        self, record: Mapping[str, Any], emitted_at: float, position: int, line: bytes | None = None
     ) -> HeapItem | Unmappable:
-        """The Heap item for one record, or why there is none; `size` bounds the length of its texts (the bytes
-        of its line)."""
+        """The Heap item for one record, or why there is none; `line` is the line the record came in, if any
+        (no text in the record is longer: a character takes at least a byte)."""
         column = self.key.name
         key = record.get(column, MISSING)
         if type(key) is not str:
@@ -537,8 +539,8 @@ class RecordMapper:
         if reason is not None:
             return Unmappable(reason, position, self.fields_of.get(reason))
         if self.sends_properties:
-            body["properties"] = self._properties(record, notes, size > MAX_TEXT)
-        source = (record, emitted_at) if self.keep else None
+            body["properties"] = self._properties(record, notes, line is None or len(line) > MAX_TEXT)
+        source = (line if line is not None else (record, emitted_at)) if self.keep else None
         return HeapItem(key, body, position, 1, tuple(notes) if notes else (), self.stream, (), source)
 
     def _fields(
@@ -661,7 +663,7 @@ MAPPERS: dict[str, type[RecordMapper]] = {"track": EventMapper, "identify": Iden
 def mapper_for(
     api: ApiConfig, idempotency_key: IdempotencyKey, stream: StreamKey | None = None, keep: bool = False
 ) -> RecordMapper:
-    """The mapper for an API's items of one stream; with `keep`, items hold their source record, so a
+    """The mapper for an API's items of one stream; with `keep`, items hold their record as it came, so a
     record Heap refuses can be kept as it came."""
     return MAPPERS.get(api.api_type, RecordMapper)(api, idempotency_key, stream, keep)
 

@@ -20,9 +20,9 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 StreamKey = tuple[str, str | None]
 """A stream as the protocol identifies it: name and namespace together."""
 
-Record = tuple[StreamKey, Mapping[str, Any], float, float]
-"""A record as the sync reads it: its stream, its data, emitted_at in epoch milliseconds, and the bytes of the
-line it came in (no text in it is longer; infinite for a record that came as an object)."""
+Record = tuple[StreamKey, Mapping[str, Any], float, bytes | None]
+"""A record as the sync reads it: its stream, its data, emitted_at in epoch milliseconds, and the line it came
+in (None for a record given as an object)."""
 
 NOT_JSON = "not valid JSON"
 TOO_DEEP = "JSON nested too deeply"
@@ -117,7 +117,7 @@ class LineReader:
                         and (namespace is None or type(namespace) is str)
                         and (type(emitted_at) is int or (type(emitted_at) is float and math.isfinite(emitted_at)))
                     ):
-                        yield (name, namespace), data, emitted_at, len(line)
+                        yield (name, namespace), data, emitted_at, line
                         continue
             try:
                 message = _message(line, number) if message is UNPARSED else _classified(message, line, number)
@@ -151,7 +151,7 @@ def _classified(message: Any, line: bytes, number: int) -> Message | None:
         return Unreadable(number, NOT_A_MESSAGE)
     kind = message.get("type")
     if kind == "RECORD":
-        return _record(message.get("record"), number, len(line))
+        return _record(message.get("record"), number, line)
     if kind == "STATE":
         return state_of(message, line, number)
     if type(kind) is str and kind in IGNORED_TYPES:
@@ -170,7 +170,7 @@ class ObjectReader:
         for message in messages:
             self.number += 1
             if message.type == Type.RECORD:
-                yield _record(dump(message)["record"], self.number, math.inf)
+                yield _record(dump(message)["record"], self.number, None)
             elif message.type == Type.STATE:
                 body = dump(message)
                 try:
@@ -316,7 +316,7 @@ def dump_json(value: Any) -> bytes:
         raise ValueError(TOO_DEEP) from None
 
 
-def _record(record: Any, number: int, size: float) -> Record | Unreadable:
+def _record(record: Any, number: int, line: bytes | None) -> Record | Unreadable:
     if type(record) is not dict:
         return Unreadable(number, NO_RECORD)
     name, namespace = record.get("stream"), record.get("namespace")
@@ -329,7 +329,13 @@ def _record(record: Any, number: int, size: float) -> Record | Unreadable:
     kind = type(emitted_at)
     if not (kind is int or (kind is float and math.isfinite(emitted_at))):
         return Unreadable(number, NO_EMITTED_AT, stream)
-    return stream, data, emitted_at, size
+    return stream, data, emitted_at, line
+
+
+def record_of(line: bytes) -> tuple[Any, float]:
+    """The data and emitted_at of a RECORD line read before (so known to be one), exactly as they came."""
+    record = parse_json(line)["record"]
+    return record["data"], record["emitted_at"]
 
 
 def state_of(message: dict[str, Any], raw: bytes, number: int) -> State:

@@ -25,7 +25,7 @@ from .client import HeapClient
 from .config import ApiConfig, HeapConfig, config_error
 from .delivery import BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
-from .messages import MalformedState, Record, State, StreamKey, Tick, Unreadable, shown
+from .messages import MalformedState, Record, State, StreamKey, Tick, Unreadable, record_of, shown
 from .pacing import AppRate, Pacer
 from .rejected import NoStore, RejectedRecord, S3Store
 from .routing import Route
@@ -218,7 +218,7 @@ class Sync:
         return waiting
 
     def _record(self, record: Record) -> list[bytes] | None:
-        stream, data, emitted_at, size = record
+        stream, data, emitted_at, line = record
         stats = self.stats
         stats.records_read += 1
         position = stats.records_read
@@ -232,7 +232,7 @@ class Sync:
         for delivery in routed.deliveries:
             lane = delivery.lane
             try:
-                mapped = delivery.mapper.map(data, emitted_at, position, size)
+                mapped = delivery.mapper.map(data, emitted_at, position, line)
                 if type(mapped) is Unmappable:
                     self._unmappable(stream, mapped, (data, emitted_at))
                     continue
@@ -348,9 +348,17 @@ class Sync:
         tally(self.stats.unmappable, unmappable.reason)
 
     def _keep(
-        self, stream: StreamKey, position: int, reason: str, field: str | None, source: tuple[Any, float] | None
+        self,
+        stream: StreamKey,
+        position: int,
+        reason: str,
+        field: str | None,
+        source: bytes | tuple[Any, float] | None,
     ) -> None:
-        """Hands a rejected record to the store (which, with none configured, lets it go)."""
+        """Hands a rejected record to the store (which, with none configured, lets it go); a record held as its
+        line is read again."""
+        if type(source) is bytes:
+            source = record_of(source)
         data, emitted_at = source if source is not None else (None, None)
         self.store.add(RejectedRecord(stream, position, reason, field, data, emitted_at))
 

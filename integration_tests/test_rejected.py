@@ -37,7 +37,7 @@ def span_with_every_kind_of_rejection():
     line naming the stream among good ones; the second clean."""
     return [
         record(0),
-        record(1, note="POISON"),
+        record(1, note="POISON", big=2**64 + 1),
         record(2, email=None),
         {"type": "RECORD", "record": {"stream": "users", "data": "not an object", "emitted_at": 1}},
         record(3),
@@ -71,6 +71,7 @@ def test_every_rejected_record_is_kept_with_its_reason_and_counted_on_its_state(
         (4, "RECORD whose data is not an object", None),
     ]
     assert rows[0]["data"]["note"] == "POISON" and rows[0]["data"]["seq"] == 1, "the record as it came"
+    assert rows[0]["data"]["big"] == 2**64 + 1 and list(rows[0]["data"])[-2:] == ["note", "big"], "exactly"
     assert rows[1]["data"]["seq"] == 2 and rows[0]["emitted_at"] == 1666325394622
     assert run.summary["rejected_records_stored"] == 3
     assert run.summary["rejected_records_store"] == "s3://heap-rejected/heap/rejected/4242"

@@ -302,13 +302,18 @@ def test_lists_of_short_strings_go_as_they_are_and_others_are_converted(value, e
 def test_a_text_longer_than_heap_takes_is_cut_and_a_short_line_skips_the_check():
     api = {"api_type": "add_user_properties", "identity_column": "email"}
     long_record = {"email": "jo@x.io", "bio": {"text": "x" * 1030}}
-    line = json.dumps({"type": "RECORD", "record": {"stream": "users", "data": long_record}}).encode()
     users = mapper(api)
     for _ in range(2):  # the second time, the path is planned
-        item = users.map(long_record, EMITTED_AT, 1, len(line))
+        item = users.map(long_record, EMITTED_AT, 1, line_of(long_record))
         assert item.body["properties"]["bio.text"] == "x" * MAX_TEXT and item.notes == (TRUNCATED_VALUE,)
-    item = users.map({"email": "jo@x.io", "bio": {"text": "x" * 10}}, EMITTED_AT, 2, MAX_TEXT)
+    short_record = {"email": "jo@x.io", "bio": {"text": "x" * 10}}
+    assert len(line_of(short_record)) <= MAX_TEXT
+    item = users.map(short_record, EMITTED_AT, 2, line_of(short_record))
     assert item.body["properties"] == {"email": "jo@x.io", "bio.text": "x" * 10} and item.notes == ()
+
+
+def line_of(data):
+    return json.dumps({"type": "RECORD", "record": {"stream": "users", "data": data, "emitted_at": 1}}).encode()
 
 
 json_values = st.recursive(

@@ -56,7 +56,7 @@ def test_lines_are_numbered_across_calls():
     good = b'{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1}}'
     assert [type(message) for message in reader([good, good])] == [tuple, tuple]
     assert list(reader([])) == []
-    assert list(reader([good, b"{oops"])) == [(("s", None), {}, 1, len(good)), Unreadable(4, NOT_JSON)]
+    assert list(reader([good, b"{oops"])) == [(("s", None), {}, 1, good), Unreadable(4, NOT_JSON)]
 
 
 def test_what_orjson_refuses_python_reads():
@@ -79,7 +79,7 @@ def test_lines_become_records_states_or_reasons():
         b'{"type":{"STATE":1}}',
     ]
     messages = list(read_lines(lines))
-    assert messages[0] == (("s", "n"), {"a": 1}, 5, len(lines[0]))
+    assert messages[0] == (("s", "n"), {"a": 1}, 5, lines[0])
     assert messages[1] == state_at(lines[1], ("s", None))
     assert messages[2:] == [
         Unreadable(3, NO_DATA, ("s", None)),
