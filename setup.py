@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-VERSION = "0.4.3"
+VERSION = "0.4.4"
 
 setup(
     name="destination-heap-analytics",
