@@ -96,11 +96,11 @@ class LineReader:
     def __call__(self, lines: Iterable[bytes], short_integers: bool = False) -> Iterator[Message]:
         """The messages of `lines`; `short_integers` when the caller found that none can hold an integer
         beyond 64 bits, so orjson reads each exactly."""
-        loads, translate = orjson.loads, bytes.translate
+        loads = orjson.loads
         number = self.number  # the last line's number, kept for the next call's lines
         for number, line in enumerate(lines, self.number + 1):
             message: Any = UNPARSED
-            if short_integers or LONG_INTEGER not in translate(line, DIGITS_AS_ZERO):
+            if short_integers or short_integers_only(line):
                 try:
                     message = loads(line)
                 except ValueError:
