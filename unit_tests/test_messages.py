@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from destination_heap_analytics.messages import (
+    IDLE,
     NO_DATA,
     NOT_A_MESSAGE,
     NOT_JSON,
@@ -49,6 +50,33 @@ def test_an_integer_beyond_64_bits_split_between_two_reads_is_read_exactly(digit
         rest = [message for message in messages if type(message) is tuple]
     assert [data for _, data, _, _ in rest] == [{"n": 2**64 + 1}]
     assert type(rest[0][1]["n"]) is int
+
+
+@pytest.mark.parametrize("cut_after", [[], [-60], [1], [0, 1, 2], [-1, 3, 75, 76]])
+def test_reads_are_cut_into_lines_wherever_a_read_ends(cut_after):
+    """Blank lines, a CRLF ending, a line spanning reads and a last line without a newline: every record is
+    read as soon as its newline is, whichever bytes each read of the pipe holds (each piece is read before the
+    next is written)."""
+
+    def record(number):
+        return b'{"type":"RECORD","record":{"stream":"s","data":{"n":%d},"emitted_at":1}}' % number
+
+    data = record(1) + b"\n\n" + record(2) + b"\r\n" + record(3) + b"\n \n" + record(4)
+    cuts = [len(record(1)) + offset for offset in cut_after]  # pieces end that far after the first line
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as stream:
+        messages = polled_lines(stream, LineReader(), 0.01)
+        read = []
+        for start, end in zip([0, *cuts], cuts, strict=False):
+            os.write(write_end, data[start:end])
+            read += [message for message in iter(lambda: next(messages), IDLE) if type(message) is tuple]
+            ended = [line for line in data[:end].split(b"\n")[:-1] if line.strip()]
+            assert len(read) == len(ended), "a line is handed on once its newline is read, not held for more"
+        os.write(write_end, data[cuts[-1] if cuts else 0 :])
+        os.close(write_end)
+        read += [message for message in messages if type(message) is tuple]
+    assert [value for _, value, _, _ in read] == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+    assert [line.rstrip() for _, _, _, line in read] == [record(n) for n in range(1, 5)]
 
 
 def test_lines_are_numbered_across_calls():
