@@ -357,7 +357,8 @@ past it, so the plan's memory is bounded."""
 class KeyPlan:
     """One key path of a stream's records as `*` sends it: what to do with its values and the Heap name they
     go under; under it, the plans of the keys found there, and the names of those sent as they are (False
-    for those left out; an empty name, which a walk cannot tell from False in one test, is not kept)."""
+    for those left out, None for those the walk hands to the general path: noted, or named too long for Heap,
+    or empty, which a walk cannot tell from False in one test)."""
 
     __slots__ = ("action", "children", "flat", "name", "names", "path")
 
@@ -367,7 +368,7 @@ class KeyPlan:
         self.path = path
         self.flat = flat
         self.children: dict[str, KeyPlan] = {}
-        self.names: dict[str, str | bool] = {}
+        self.names: dict[str, str | bool | None] = {}
 
 
 class RestPlan:
@@ -400,10 +401,13 @@ class RestPlan:
     def _walk(
         self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str], long_texts: bool
     ) -> None:
-        name_of = parent.names.get
+        names = parent.names
         exclusive = self.exclusive  # read again after anything that may plan a key
         for key, inner in value.items():
-            name = name_of(key)
+            try:
+                name = names[key]
+            except KeyError:  # a key not planned yet (or past the plan's room): indexing is cheaper than get
+                name = None
             if not name:
                 if name is None:
                     self._unusual(properties, parent, key, inner, notes, long_texts)
@@ -473,9 +477,11 @@ class RestPlan:
             parent.children[key] = plan
             if action == LEAVE_OUT:
                 parent.names[key] = False
-            elif action == SEND:
-                if 0 < len(name) <= MAX_TEXT:
-                    parent.names[key] = name
+            elif action == SEND and 0 < len(name) <= MAX_TEXT:
+                parent.names[key] = name
+            else:
+                parent.names[key] = None
+            if action == SEND:
                 if name in self.assigned or len(name) > MAX_TEXT:
                     self.exclusive = False
                 self.assigned.add(name)
