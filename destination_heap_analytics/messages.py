@@ -106,20 +106,27 @@ class LineReader:
                     message = loads(line)
                 except ValueError:
                     message = UNPARSED
-            if type(message) is dict and message.get("type") == "RECORD":
-                # The common case, read in line: a RECORD whose fields have the protocol's types.
-                record = message.get("record")
-                if type(record) is dict:
-                    name, namespace = record.get("stream"), record.get("namespace")
-                    data, emitted_at = record.get("data"), record.get("emitted_at")
-                    if (
+            # The common case, read in line: a RECORD whose fields have the protocol's types. Only an object
+            # (of JSON's values) can be indexed by a key: a line that lacks a field, or holds another value
+            # where an object is due, fails an index and takes the general path below.
+            try:
+                if message["type"] == "RECORD":
+                    record = message["record"]
+                    name, data, emitted_at = record["stream"], record["data"], record["emitted_at"]
+                    namespace = record.get("namespace")
+                    fast = (
                         type(data) is dict
                         and type(name) is str
                         and (namespace is None or type(namespace) is str)
                         and (type(emitted_at) is int or (type(emitted_at) is float and math.isfinite(emitted_at)))
-                    ):
-                        yield (name, namespace), data, emitted_at, line
-                        continue
+                    )
+                else:
+                    fast = False
+            except (KeyError, TypeError):
+                fast = False
+            if fast:
+                yield (name, namespace), data, emitted_at, line
+                continue
             try:
                 message = _message(line, number) if message is UNPARSED else _classified(message, line, number)
             except MalformedState:
