@@ -23,7 +23,7 @@ StreamKey = tuple[str, str | None]
 
 Record = tuple[StreamKey, Mapping[str, Any], float, bytes | None]
 """A record as the sync reads it: its stream, its data, emitted_at in epoch milliseconds, and the line it came
-in (None for a record given as an object)."""
+in, with its newline (None for a record given as an object)."""
 
 NOT_JSON = "not valid JSON"
 TOO_DEEP = "JSON nested too deeply"
