@@ -41,7 +41,6 @@ BAD_TIMESTAMP = "timestamp is not a date, time or epoch number"
 NOT_A_USER_ID = "user_id is not a whole number from 0 to 2^53 - 1"
 MISSING_EVENT = "missing event"
 MISSING_USER_ID = "missing user_id"
-UNTIMED = (BAD_TIMESTAMP, BAD_EMITTED_AT)
 
 
 @dataclass(slots=True)
@@ -598,33 +597,40 @@ class EventMapper(RecordMapper):
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]
     ) -> str | None:
         """Adds event, timestamp and idempotency key; the reason when the record cannot be an event."""
-        event = self.event_name or self.event.lookup(record)
-        if type(event) is not str:
-            event = identity_text(event)
+        event = self.event_name
         if not event:
-            return MISSING_EVENT
+            column = self.event
+            event = record.get(column.name, MISSING)
+            if event is MISSING:
+                event = column.nested(record)
+            if type(event) is not str:
+                event = identity_text(event)
+            if not event:
+                return MISSING_EVENT
         if len(event) > MAX_EVENT:
             notes.append(TRUNCATED_EVENT)
             event = event[:MAX_EVENT]
         body["event"] = event
-        timestamp = self._timestamp(record, emitted_at, notes)
-        if timestamp in UNTIMED:
-            return timestamp
+        column = self.timestamp
+        value = MISSING
+        if column is not None:
+            value = record.get(column.name, MISSING)
+            if value is MISSING:
+                value = column.nested(record)
+        if value is MISSING or value is None or value == "":
+            if column is not None:
+                notes.append(TIMESTAMP_FROM_EMITTED_AT)
+            try:
+                timestamp = epoch_text(emitted_at / 1000)
+            except (OverflowError, OSError, ValueError):
+                return BAD_EMITTED_AT
+        else:
+            timestamp = heap_timestamp(value)
+            if timestamp is None:
+                return BAD_TIMESTAMP
         body["timestamp"] = timestamp
         body["idempotency_key"] = self.idempotency_key.derive(record, notes)
         return None
-
-    def _timestamp(self, record: Mapping[str, Any], emitted_at: float, notes: list[str]) -> str:
-        """The event's time as ISO 8601 text, or one of the UNTIMED reasons."""
-        if self.timestamp is not None:
-            value = self.timestamp.lookup(record)
-            if not (value is MISSING or value is None or value == ""):
-                return heap_timestamp(value) or BAD_TIMESTAMP
-            notes.append(TIMESTAMP_FROM_EMITTED_AT)
-        try:
-            return epoch_text(emitted_at / 1000)
-        except (OverflowError, OSError, ValueError):
-            return BAD_EMITTED_AT
 
 
 class IdentifyMapper(RecordMapper):

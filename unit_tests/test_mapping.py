@@ -150,6 +150,10 @@ def test_missing_account_id_is_named_as_such():
 def test_event_is_required_and_cut_to_1024():
     missing = {**TRACK_RECORD, "identities": {}}
     assert map_one(TRACK_API, missing) == Unmappable("missing event", 1, "identities.connection")
+    for empty in ("", None, {}):
+        record = {**TRACK_RECORD, "identities": {"connection": empty}}
+        assert map_one(TRACK_API, record) == Unmappable("missing event", 1, "identities.connection")
+    assert map_one(TRACK_API, {**TRACK_RECORD, "identities": {"connection": 7}}).body["event"] == "7"
     long_event = {**TRACK_RECORD, "identities": {"connection": "e" * 1500}}
     item = map_one(TRACK_API, long_event)
     assert item.body["event"] == "e" * 1024
@@ -179,7 +183,9 @@ def test_timestamp_falls_back_to_emitted_at_and_bad_ones_are_unmappable():
     assert item.body["timestamp"] == "2022-10-21T04:09:54.622+00:00"
     assert item.notes == (TIMESTAMP_FROM_EMITTED_AT,)
     without_column = {k: v for k, v in TRACK_API.items() if k != "timestamp_column"}
-    assert map_one(without_column, TRACK_RECORD).body["timestamp"] == "2022-10-21T04:09:54.622+00:00"
+    item = map_one(without_column, TRACK_RECORD)
+    assert (item.body["timestamp"], item.notes) == ("2022-10-21T04:09:54.622+00:00", ())
+    assert map_one(TRACK_API, {**TRACK_RECORD, "updated_at": ""}).notes == (TIMESTAMP_FROM_EMITTED_AT,)
     bad = map_one(TRACK_API, {**TRACK_RECORD, "updated_at": "not a time"})
     assert bad == Unmappable("timestamp is not a date, time or epoch number", 1, "updated_at")
 
