@@ -391,15 +391,17 @@ class RestPlan:
         self.exclusive = True
 
     def add(
-        self, properties: dict[str, Any], record: Mapping[str, Any], notes: list[str], long_texts: bool = True
+        self,
+        properties: dict[str, Any],
+        value: Mapping[str, Any],
+        notes: list[str],
+        long_texts: bool = True,
+        parent: KeyPlan | None = None,
     ) -> None:
-        """Adds what `*` sends of a record to its properties; `long_texts` False when the record is known to hold
-        no text longer than Heap takes (its line is no longer), so no text's length is checked."""
-        self._walk(properties, self.root, record, notes, long_texts)
-
-    def _walk(
-        self, properties: dict[str, Any], parent: KeyPlan, value: Mapping[str, Any], notes: list[str], long_texts: bool
-    ) -> None:
+        """Adds what `*` sends of a record (or of the object at `parent`'s path in it) to its properties;
+        `long_texts` False when the record is known to hold no text longer than Heap takes (its line is no
+        longer), so no text's length is checked."""
+        parent = parent or self.root
         names = parent.names
         exclusive = self.exclusive  # read again after anything that may plan a key
         for key, inner in value.items():
@@ -418,7 +420,7 @@ class RestPlan:
                     add_property(properties, name, inner, notes)
                     continue
             elif kind is dict:
-                self._walk(properties, parent.children[key], inner, notes, long_texts)
+                self.add(properties, inner, notes, long_texts, parent.children[key])
                 exclusive = self.exclusive
                 continue
             elif kind is bool:
@@ -448,7 +450,7 @@ class RestPlan:
         plan = parent.children.get(key) or self._plan(parent, key)
         if plan.action == SEND:
             if type(value) is dict:
-                self._walk(properties, plan, value, notes, long_texts)
+                self.add(properties, value, notes, long_texts, plan)
             else:
                 add_property(properties, plan.name, value, notes)
         elif plan.action == GIVE_WAY:
@@ -544,7 +546,25 @@ class RecordMapper:
         if reason is not None:
             return Unmappable(reason, position, self.fields_of.get(reason))
         if self.sends_properties:
-            body["properties"] = self._properties(record, notes, line is None or len(line) > MAX_TEXT)
+            # The named columns under their Heap names, then with `*` every other column whose name no named
+            # column took. Short strings, the common case, skip the general conversion.
+            properties: dict[str, Any] = {}
+            body["properties"] = properties
+            for name, column in self.named:
+                value = record.get(column.name, MISSING)
+                if value is MISSING:
+                    value = column.nested(record)
+                    if value is MISSING:
+                        continue
+                if type(value) is str and len(value) <= MAX_TEXT and name not in properties:
+                    properties[name] = value
+                elif self.excluded and type(value) is dict:
+                    path = column.locate(record) or column.name
+                    _add_leaving_out(properties, name, value, notes, path, path.replace(".", "_"), self.excluded)
+                else:
+                    add_property(properties, name, value, notes)
+            if self.rest is not None:
+                self.rest.add(properties, record, notes, line is None or len(line) > MAX_TEXT)
         source = (line if line is not None else (record, emitted_at)) if self.keep else None
         return HeapItem(key, body, position, 1, tuple(notes) if notes else (), self.stream, (), source)
 
@@ -553,27 +573,6 @@ class RecordMapper:
     ) -> str | None:
         """Adds the fields an API has beyond its key and properties; the reason when the record cannot be sent."""
         return None
-
-    def _properties(self, record: Mapping[str, Any], notes: list[str], long_texts: bool) -> dict[str, Any]:
-        """The properties of one record: the named columns under their Heap names, then with `*` every other
-        column whose name no named column took. Short strings, the common case, skip the general conversion."""
-        properties: dict[str, Any] = {}
-        for name, column in self.named:
-            value = record.get(column.name, MISSING)
-            if value is MISSING:
-                value = column.nested(record)
-                if value is MISSING:
-                    continue
-            if type(value) is str and len(value) <= MAX_TEXT and name not in properties:
-                properties[name] = value
-            elif self.excluded and type(value) is dict:
-                path = column.locate(record) or column.name
-                _add_leaving_out(properties, name, value, notes, path, path.replace(".", "_"), self.excluded)
-            else:
-                add_property(properties, name, value, notes)
-        if self.rest is not None:
-            self.rest.add(properties, record, notes, long_texts)
-        return properties
 
 
 class EventMapper(RecordMapper):
