@@ -117,6 +117,9 @@ class _Api(BaseModel):
     workers: ClassVar[int] = 4
     """Requests in flight at once: bulk requests carry the throughput, so a few suffice."""
     sends_properties: ClassVar[bool] = True
+    joins_arrays: ClassVar[bool] = True
+    """Whether a list is sent as one text (its elements joined by `||`, as track stores them): Heap documents
+    arrays for track only."""
 
     @property
     def own_field_columns(self) -> frozenset[str]:
@@ -186,6 +189,7 @@ class TrackApi(_Api):
     items_per_minute: ClassVar[int | None] = 15_000
     identity_limit: ClassVar[IdentityLimit] = TRACK_PER_IDENTITY
     last_write_wins: ClassVar[bool] = False
+    joins_arrays: ClassVar[bool] = False
 
     @field_validator("event_name")
     @classmethod
@@ -237,7 +241,7 @@ class UserPropertiesApi(_Api):
     last_write_wins: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "identity"
-    refused_property_names: ClassVar[frozenset[str]] = frozenset({"id"})
+    refused_property_names: ClassVar[frozenset[str]] = frozenset({"id", "user_id"})
 
 
 class AccountPropertiesApi(_Api):

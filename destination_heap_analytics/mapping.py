@@ -7,19 +7,18 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 
 from .config import ApiConfig, IdentifyApi, TrackApi
 from .messages import StreamKey
+from .timestamps import heap_time, heap_time_of_epoch_ms
 
 MAX_TEXT = 1023
 MAX_EVENT = 1024
 MAX_IDENTITY = 255
 MAX_USER_ID = 2**53 - 1
-EPOCH_MILLIS_FROM = 100_000_000_000
 INT64_MIN = -(2**63)
 UINT64_MAX = 2**64 - 1
 
@@ -28,7 +27,7 @@ MISSING = object()
 TRUNCATED_VALUE = "property value cut to 1023 characters"
 TRUNCATED_KEY = "property name cut to 1023 characters"
 TRUNCATED_EVENT = "event name cut to 1024 characters"
-ID_PROPERTY_LEFT_OUT = "property named 'id' left out (Heap refuses it)"
+REFUSED_NAME_LEFT_OUT = "property Heap refuses by name ('id', 'user_id') left out"
 NAME_COLLISION = "two fields gave one property name, the first value kept"
 GAVE_WAY = "a column of '*' left out: a named column is sent under its name"
 TIMESTAMP_FROM_EMITTED_AT = "timestamp missing, the record's emitted_at used"
@@ -37,10 +36,32 @@ OTHER_STREAM = "record of a stream not in the catalog"
 TOO_DEEP = "record nested too deeply"
 NOT_UNICODE = "text holding a lone UTF-16 surrogate"
 BAD_EMITTED_AT = "emitted_at is not a time"
-BAD_TIMESTAMP = "timestamp is not a date, time or epoch number"
+BAD_TIMESTAMP = "timestamp is not an ISO 8601 time or date, or an epoch number in seconds, ms or us"
 NOT_A_USER_ID = "user_id is not a whole number from 0 to 2^53 - 1"
+PLACEHOLDERS = frozenset(
+    {"undefined", "null", "none", "nil", "nan", "anonymous", "[object object]", "0", "-1"}
+)
+"""Values that stand for no user: Heap would merge every record holding one into one user, for good once
+identify links it. Compared trimmed and case-insensitively."""
+LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDERS))
+AIRBYTE_COLUMNS = "_airbyte_"
+"""The prefix of the columns Airbyte itself adds to records (`_airbyte_raw_id`, `_airbyte_extracted_at`, ...):
+never sent by `*`, only when a column names one."""
+
+
+def placeholder_reason(field: str) -> str:
+    """The reason for a key that is blank or a placeholder."""
+    return f"{field} is blank or a placeholder such as 'null' or 'undefined' (Heap would merge unrelated users)"
+
+
+def is_placeholder(text: str) -> bool:
+    """Whether a user or account key is blank or a known placeholder."""
+    if len(text) <= LONGEST_PLACEHOLDER:
+        return text.strip().lower() in PLACEHOLDERS or not text.strip()
+    return text.isspace()
 MISSING_EVENT = "missing event"
 MISSING_USER_ID = "missing user_id"
+USER_ID_PLACEHOLDER = "user_id is blank or a placeholder such as 'null' or '0' (Heap would merge unrelated users)"
 
 
 @dataclass(slots=True)
@@ -145,8 +166,9 @@ def _lookup_flattened(record: Mapping[str, Any], name: str) -> Any:
     return MISSING
 
 
-def heap_scalar(value: Any, notes: list[str]) -> Any:
-    """A value Heap can hold (string or number), or None when there is nothing to send."""
+def heap_scalar(value: Any, notes: list[str], joined: bool = False) -> Any:
+    """A value Heap can hold (string or number), or None when there is nothing to send; with `joined` (the
+    property APIs, which Heap documents no arrays for), a list is sent as the text track stores it as."""
     kind = type(value)
     if kind is str:
         if len(value) > MAX_TEXT:
@@ -160,7 +182,7 @@ def heap_scalar(value: Any, notes: list[str]) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is list:
-        return heap_list(value, notes)
+        return joined_list(value, notes) if joined else heap_list(value, notes)
     if value is None:
         return None
     return heap_scalar(str(value), notes)
@@ -190,13 +212,33 @@ def heap_list(value: list[Any], notes: list[str]) -> Any:
     return [element for element in scalars if element is not None]
 
 
-def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[str]) -> None:
+ARRAY_SEPARATOR = "||"
+
+
+def joined_list(value: list[Any], notes: list[str]) -> str | None:
+    """A list as one text, the way Heap stores track's arrays: its elements' texts joined by `||` (nulls
+    dropped; objects and lists as their JSON), cut to Heap's length; None for a list of nothing."""
+    texts = []
+    for element in value:
+        kind = type(element)
+        if kind is dict or kind is list:
+            texts.append(json.dumps(element, separators=(",", ":"), ensure_ascii=False))
+        elif element is not None:
+            scalar = heap_scalar(element, [])
+            if scalar is not None:
+                texts.append(scalar if type(scalar) is str else str(scalar))
+    if not texts:
+        return None
+    return heap_scalar(ARRAY_SEPARATOR.join(texts), notes)
+
+
+def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[str], joined: bool = False) -> None:
     """Adds one source value under `key`, flattening nested objects to dotted keys."""
     if type(value) is dict:
         for inner_key, inner_value in value.items():
-            add_property(properties, f"{key}.{inner_key}", inner_value, notes)
+            add_property(properties, f"{key}.{inner_key}", inner_value, notes, joined)
         return
-    value = heap_scalar(value, notes)
+    value = heap_scalar(value, notes, joined)
     if value is None:
         return
     if len(key) > MAX_TEXT:
@@ -206,34 +248,6 @@ def add_property(properties: dict[str, Any], key: str, value: Any, notes: list[s
         notes.append(NAME_COLLISION)
         return
     properties[key] = value
-
-
-def heap_timestamp(value: Any) -> str | None:
-    """ISO 8601 text for a timestamp value, or None when it is not a time."""
-    kind = type(value)
-    if kind is str:
-        text = value.strip()
-        try:
-            if len(text) == 10:
-                return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC).isoformat()
-            datetime.fromisoformat(text)
-            return text
-        except ValueError:
-            try:
-                return heap_timestamp(float(text))
-            except ValueError:
-                return None
-    if kind is int or kind is float:
-        try:
-            return epoch_text(value / 1000 if abs(value) >= EPOCH_MILLIS_FROM else value)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
-
-
-def epoch_text(seconds: float) -> str:
-    """ISO 8601 UTC text, to the millisecond, for epoch seconds."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def identity_text(value: Any) -> str | None:
@@ -246,6 +260,13 @@ def identity_text(value: Any) -> str | None:
     if kind is float and math.isfinite(value):
         return str(int(value)) if value.is_integer() else repr(value)
     return None
+
+
+def user_id_text(value: Any) -> str | None:
+    """A Heap SDK user id as Heap takes it (the decimal text of a whole number from 0 to 2^53 - 1, from text
+    or from a number, `8675309.0` and `1e3` included), or None when the value is not one."""
+    text = identity_text(value)
+    return text if text is not None and is_user_id(text) else None
 
 
 def is_user_id(text: str) -> bool:
@@ -377,18 +398,19 @@ class RestPlan:
     exactly, whatever the keys hold. The per-record walk then does no name building and no matching:
     a key sent as it is finds its Heap name in one lookup, its value is converted by type in line, and
     only the rare ones (keys left out or noted, names too long for Heap, long text, collisions) take
-    the general path. While no two planned paths (nor a path and a named column) give one name, none
-    can collide, so `exclusive` spares the walk looking each name up in the properties first.
+    the general path. A name already in the properties (a named column's, or another path's) keeps
+    its first value, on every record. Airbyte's own top-level columns (`_airbyte_*`) are left out.
     """
 
-    def __init__(self, left_out: frozenset[str], named_outputs: frozenset[str], refused: frozenset[str]) -> None:
+    def __init__(
+        self, left_out: frozenset[str], named_outputs: frozenset[str], refused: frozenset[str], joined: bool = False
+    ) -> None:
         self.left_out = left_out
         self.named_outputs = named_outputs
         self.refused = refused
+        self.joined = joined
         self.root = KeyPlan(SEND, "", "", "")
         self.planned = 0
-        self.assigned = set(named_outputs)
-        self.exclusive = True
 
     def add(
         self,
@@ -403,7 +425,6 @@ class RestPlan:
         longer), so no text's length is checked."""
         parent = parent or self.root
         names = parent.names
-        exclusive = self.exclusive  # read again after anything that may plan a key
         for key, inner in value.items():
             try:
                 name = names[key]
@@ -412,7 +433,6 @@ class RestPlan:
             if not name:
                 if name is None:
                     self._unusual(properties, parent, key, inner, notes, long_texts)
-                    exclusive = self.exclusive
                 continue
             kind = type(inner)
             if kind is str:
@@ -421,7 +441,6 @@ class RestPlan:
                     continue
             elif kind is dict:
                 self.add(properties, inner, notes, long_texts, parent.children[key])
-                exclusive = self.exclusive
                 continue
             elif kind is bool:
                 inner = "true" if inner else "false"
@@ -432,16 +451,18 @@ class RestPlan:
                 if not math.isfinite(inner):
                     continue
             elif kind is list:
-                inner = heap_list(inner, notes)
+                inner = joined_list(inner, notes) if self.joined else heap_list(inner, notes)
+                if inner is None:
+                    continue
             elif inner is None:
                 continue
             else:
-                add_property(properties, name, inner, notes)
+                add_property(properties, name, inner, notes, self.joined)
                 continue
-            if exclusive or name not in properties:
+            if name not in properties:
                 properties[name] = inner
             else:
-                add_property(properties, name, inner, notes)
+                notes.append(NAME_COLLISION)
 
     def _unusual(
         self, properties: dict[str, Any], parent: KeyPlan, key: str, value: Any, notes: list[str], long_texts: bool
@@ -452,11 +473,11 @@ class RestPlan:
             if type(value) is dict:
                 self.add(properties, value, notes, long_texts, plan)
             else:
-                add_property(properties, plan.name, value, notes)
+                add_property(properties, plan.name, value, notes, self.joined)
         elif plan.action == GIVE_WAY:
             notes.append(GAVE_WAY)
         elif plan.action == REFUSE:
-            notes.append(ID_PROPERTY_LEFT_OUT)
+            notes.append(REFUSED_NAME_LEFT_OUT)
 
     def _plan(self, parent: KeyPlan, key: str) -> KeyPlan:
         """The plan of a key under `parent`, made now and remembered while the plan has room."""
@@ -464,7 +485,7 @@ class RestPlan:
         path, flat, name = (
             (key, key, key) if top else (f"{parent.path}.{key}", f"{parent.flat}_{key}", f"{parent.name}.{key}")
         )
-        if path in self.left_out or flat in self.left_out:
+        if path in self.left_out or flat in self.left_out or (top and key.startswith(AIRBYTE_COLUMNS)):
             action = LEAVE_OUT
         elif top and key in self.named_outputs:
             action = GIVE_WAY
@@ -482,12 +503,6 @@ class RestPlan:
                 parent.names[key] = name
             else:
                 parent.names[key] = None
-            if action == SEND:
-                if name in self.assigned or len(name) > MAX_TEXT:
-                    self.exclusive = False
-                self.assigned.add(name)
-        else:
-            self.exclusive = False
         return plan
 
 
@@ -515,9 +530,13 @@ class RecordMapper:
         self.excluded = frozenset(selection.excluded)
         left_out = self.excluded | {column.source for column in selection.named} | api.own_field_columns
         named_outputs = frozenset(name for name, _ in self.named)
-        self.rest = RestPlan(left_out, named_outputs, api.refused_property_names) if selection.rest else None
+        self.joined = api.joins_arrays
+        self.rest = (
+            RestPlan(left_out, named_outputs, api.refused_property_names, self.joined) if selection.rest else None
+        )
         self.fields_of: dict[str, str] = {}
         self.sends_properties = api.sends_properties
+        self.placeholder = placeholder_reason(self.key_field)
 
     def map(
         self, record: Mapping[str, Any], emitted_at: float, position: int, line: bytes | None = None
@@ -538,6 +557,8 @@ class RecordMapper:
             return Unmappable(f"missing {self.key_field}", position, column)
         if len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position, column)
+        if (len(key) <= LONGEST_PLACEHOLDER or key[0].isspace()) and is_placeholder(key):
+            return Unmappable(self.placeholder, position, column)
         if self.numeric_key and not is_user_id(key):
             return Unmappable(NOT_A_USER_ID, position, column)
         notes: list[str] = []
@@ -560,9 +581,11 @@ class RecordMapper:
                     properties[name] = value
                 elif self.excluded and type(value) is dict:
                     path = column.locate(record) or column.name
-                    _add_leaving_out(properties, name, value, notes, path, path.replace(".", "_"), self.excluded)
+                    _add_leaving_out(
+                        properties, name, value, notes, path, path.replace(".", "_"), self.excluded, self.joined
+                    )
                 else:
-                    add_property(properties, name, value, notes)
+                    add_property(properties, name, value, notes, self.joined)
             if self.rest is not None:
                 self.rest.add(properties, record, notes, line is None or len(line) > MAX_TEXT)
         source = (line if line is not None else (record, emitted_at)) if self.keep else None
@@ -619,12 +642,11 @@ class EventMapper(RecordMapper):
         if value is MISSING or value is None or value == "":
             if column is not None:
                 notes.append(TIMESTAMP_FROM_EMITTED_AT)
-            try:
-                timestamp = epoch_text(emitted_at / 1000)
-            except (OverflowError, OSError, ValueError):
+            timestamp = heap_time_of_epoch_ms(emitted_at)
+            if timestamp is None:
                 return BAD_EMITTED_AT
         else:
-            timestamp = heap_timestamp(value)
+            timestamp = heap_time(value)
             if timestamp is None:
                 return BAD_TIMESTAMP
         body["timestamp"] = timestamp
@@ -642,7 +664,9 @@ class IdentifyMapper(RecordMapper):
         super().__init__(api, idempotency_key, stream, keep)
         self.user_id = Column(api.user_id_column)
         self.timestamp = Column(api.timestamp_column) if api.timestamp_column else None
-        self.fields_of = {NOT_A_USER_ID: api.user_id_column, MISSING_USER_ID: api.user_id_column}
+        self.fields_of = {
+            reason: api.user_id_column for reason in (NOT_A_USER_ID, MISSING_USER_ID, USER_ID_PLACEHOLDER)
+        }
         if api.timestamp_column:
             self.fields_of[BAD_TIMESTAMP] = api.timestamp_column
 
@@ -653,14 +677,18 @@ class IdentifyMapper(RecordMapper):
         value = self.user_id.lookup(record)
         if value is MISSING or value is None or value == "":
             return MISSING_USER_ID
-        user_id = value if type(value) is str else str(value) if type(value) is int else None
-        if user_id is None or not is_user_id(user_id):
+        user_id = user_id_text(value)
+        if user_id is None:
+            if type(value) is str and is_placeholder(value):
+                return USER_ID_PLACEHOLDER
             return NOT_A_USER_ID
+        if user_id == "0":
+            return USER_ID_PLACEHOLDER
         body["user_id"] = user_id
         if self.timestamp is not None:
             stamp = self.timestamp.lookup(record)
             if not (stamp is MISSING or stamp is None or stamp == ""):
-                text = heap_timestamp(stamp)
+                text = heap_time(stamp)
                 if text is None:
                     return BAD_TIMESTAMP
                 body["timestamp"] = text
@@ -687,6 +715,7 @@ def _add_leaving_out(
     path: str,
     flat: str,
     left_out: frozenset[str],
+    joined: bool,
 ) -> None:
     """Adds a nested object's values under dotted names, but not those whose source path (keys joined by `.`,
     or by `_`) is left out."""
@@ -695,6 +724,6 @@ def _add_leaving_out(
         if inner_path in left_out or inner_flat in left_out:
             continue
         if type(inner) is dict:
-            _add_leaving_out(properties, f"{name}.{key}", inner, notes, inner_path, inner_flat, left_out)
+            _add_leaving_out(properties, f"{name}.{key}", inner, notes, inner_path, inner_flat, left_out, joined)
         else:
-            add_property(properties, f"{name}.{key}", inner, notes)
+            add_property(properties, f"{name}.{key}", inner, notes, joined)
