@@ -60,12 +60,13 @@ class Operation:
 
     def api_for(self, declared: set[str]) -> ApiConfig:
         """The API config a stream mapped to this object is loaded with: the object's fields by name (the
-        optional ones the stream has), every other field a property."""
+        optional ones the stream declares, or all of them when its schema declares no columns), every other
+        field a property."""
         api = dict(self.api)
         if API_MODELS[api["api_type"]].sends_properties:
             api["property_columns"] = ", ".join(["*", *(f"-{name}" for name in self.required)])
         for name, option in (("timestamp", "timestamp_column"), ("idempotency_key", "idempotency_key_column")):
-            if name in self.optional and name in declared:
+            if name in self.optional and (name in declared or not declared):
                 api[option] = name
         return TypeAdapter(ApiConfig).validate_python(api)
 

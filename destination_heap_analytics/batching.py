@@ -64,6 +64,11 @@ class Batch:
         """The user or account key of each item, in order."""
         return list(map(KEY, self.items))
 
+    @property
+    def order_keys(self) -> frozenset[str]:
+        """The keys whose updates must reach Heap in source order: each item's key, and its second key if any."""
+        return frozenset(self.keys).union(item.also for item in self.items if item.also is not None)
+
     def parts(self, size: int) -> list[Batch]:
         """Batches with the same number holding `size` items each (the last may hold fewer), in order."""
         if 0 < len(self.items) <= size:

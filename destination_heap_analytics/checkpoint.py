@@ -21,15 +21,16 @@ class Rejections:
         self.count = 0
         self.seen: set[int] | None = None
 
-    def add(self, position: int, once: bool) -> None:
-        """Counts the record at `position`; with `once`, not if it was counted already."""
+    def add(self, position: int, once: bool) -> bool:
+        """Counts the record at `position`; with `once`, not if it was counted already. Whether it was counted."""
         if once:
             if self.seen is None:
                 self.seen = set()
             if position in self.seen:
-                return
+                return False
             self.seen.add(position)
         self.count += 1
+        return True
 
 
 class Tally:
@@ -103,18 +104,23 @@ class CheckpointTracker:
             streams.add(stream)
             self.stream_batches.setdefault(stream, set()).add(batch_number)
 
-    def reject(self, stream: StreamKey, position: int) -> None:
-        """The record read at `position` (of `stream`) was rejected: counted in the span that holds it."""
+    def reject(self, stream: StreamKey, position: int) -> bool:
+        """The record read at `position` (of `stream`) was rejected: counted in the span that holds it. False
+        when it was counted already (another route of its stream rejected it first)."""
         once = stream in self.routed_twice
+        first = True
         for scope in (stream, None):
             span = next((held for held in self.held.get(scope, ()) if held.position >= position), None)
             if span is not None:
-                span.rejected.add(position, once)
+                counted = span.rejected.add(position, once)
             else:
                 rejections = self.rejected_now.get(scope)
                 if rejections is None:
                     rejections = self.rejected_now[scope] = Rejections()
-                rejections.add(position, once)
+                counted = rejections.add(position, once)
+            if scope is not None:
+                first = counted
+        return first
 
     def add(self, state: State, through_batch: int, records_read: int) -> list[bytes]:
         """Takes a STATE that covers batches up to `through_batch`; returns the lines that may pass now."""

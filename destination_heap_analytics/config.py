@@ -117,6 +117,8 @@ class _Api(BaseModel):
     workers: ClassVar[int] = 4
     """Requests in flight at once: bulk requests carry the throughput, so a few suffice."""
     sends_properties: ClassVar[bool] = True
+    ordered: ClassVar[bool] = False
+    """Whether requests sharing a key must reach Heap in source order (a later one waits for the earlier)."""
     joins_arrays: ClassVar[bool] = True
     """Whether a list is sent as one text (its elements joined by `||`, as track stores them): Heap documents
     arrays for track only."""
@@ -239,6 +241,7 @@ class UserPropertiesApi(_Api):
     items_per_minute: ClassVar[int | None] = None
     identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
     last_write_wins: ClassVar[bool] = True
+    ordered: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "identity"
     refused_property_names: ClassVar[frozenset[str]] = frozenset({"id", "user_id"})
@@ -253,6 +256,7 @@ class AccountPropertiesApi(_Api):
     items_per_minute: ClassVar[int | None] = None
     identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
     last_write_wins: ClassVar[bool] = True
+    ordered: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "account_id"
 
@@ -270,6 +274,8 @@ class IdentifyApi(_Api):
     items_per_minute: ClassVar[int | None] = None
     identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
     last_write_wins: ClassVar[bool] = False
+    ordered: ClassVar[bool] = True
+    """Heap keeps a user id's first link for good and an identity's first ten: calls sharing either go in order."""
     workers: ClassVar[int] = 64
     """Single calls: throughput comes from many in flight over kept-alive connections."""
     sends_properties: ClassVar[bool] = False
@@ -359,7 +365,10 @@ class S3Storage(BaseModel):
     def _endpoint(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        parts = parse_url(value.strip())
+        try:
+            parts = parse_url(value.strip())
+        except LocationParseError:  # its message quotes the URL, which may hold a password
+            raise ValueError("is not a valid URL (check its host name and port)") from None
         if parts.scheme not in ("http", "https") or not parts.host or parts.auth is not None:
             raise ValueError("must be http(s)://host[:port] of an S3-compatible store, without a user name or password")
         return value.strip().rstrip("/")

@@ -340,8 +340,9 @@ class DryRunSender:
 class Pipeline:
     """Runs batch sends on worker threads: a bounded number in flight, in key order where asked.
 
-    With `ordered` (the property APIs, where the last write wins), a batch that touches a key
-    still in flight waits for that earlier batch, so updates to one key reach Heap in order.
+    With `ordered` (the property APIs, where the last write wins, and identify, where the first link
+    stays), a batch that touches a key still in flight waits for that earlier batch, retries included,
+    so calls for one key reach Heap in source order.
     """
 
     def __init__(self, sender: BatchSender | DryRunSender, workers: int, ordered: bool) -> None:
@@ -357,7 +358,7 @@ class Pipeline:
         """Starts sending a batch; returns the results that completed meanwhile."""
         results: list[BatchResult] = []
         if self.ordered:
-            keys = frozenset(batch.keys)
+            keys = batch.order_keys
             results += self._collect([future for future, held in self.keys_held.items() if not keys.isdisjoint(held)])
         while len(self.in_flight) >= self.workers:
             done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)

@@ -38,9 +38,7 @@ NOT_UNICODE = "text holding a lone UTF-16 surrogate"
 BAD_EMITTED_AT = "emitted_at is not a time"
 BAD_TIMESTAMP = "timestamp is not an ISO 8601 time or date, or an epoch number in seconds, ms or us"
 NOT_A_USER_ID = "user_id is not a whole number from 0 to 2^53 - 1"
-PLACEHOLDERS = frozenset(
-    {"undefined", "null", "none", "nil", "nan", "anonymous", "[object object]", "0", "-1"}
-)
+PLACEHOLDERS = frozenset({"undefined", "null", "none", "nil", "nan", "anonymous", "[object object]", "0", "-1"})
 """Values that stand for no user: Heap would merge every record holding one into one user, for good once
 identify links it. Compared trimmed and case-insensitively."""
 LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDERS))
@@ -59,8 +57,12 @@ def is_placeholder(text: str) -> bool:
     if len(text) <= LONGEST_PLACEHOLDER:
         return text.strip().lower() in PLACEHOLDERS or not text.strip()
     return text.isspace()
+
+
 MISSING_EVENT = "missing event"
 MISSING_USER_ID = "missing user_id"
+USER_ID_KEY = "\x00user_id:"
+"""What marks a user id among the keys identify's calls are ordered by, apart from identities."""
 USER_ID_PLACEHOLDER = "user_id is blank or a placeholder such as 'null' or '0' (Heap would merge unrelated users)"
 
 
@@ -83,6 +85,8 @@ class HeapItem:
     stream: StreamKey | None = None
     merged: tuple[HeapItem, ...] = ()
     source: bytes | tuple[Mapping[str, Any], float] | None = None
+    also: str | None = None
+    """A second key the item's request is ordered by (identify's user id), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,6 +673,15 @@ class IdentifyMapper(RecordMapper):
         }
         if api.timestamp_column:
             self.fields_of[BAD_TIMESTAMP] = api.timestamp_column
+
+    def map(
+        self, record: Mapping[str, Any], emitted_at: float, position: int, line: bytes | None = None
+    ) -> HeapItem | Unmappable:
+        """The identify call for one record, ordered by its user id as well as its identity."""
+        item = super().map(record, emitted_at, position, line)
+        if type(item) is HeapItem:
+            item.also = USER_ID_KEY + item.body["user_id"]  # type: ignore[index]
+        return item
 
     def _fields(
         self, record: Mapping[str, Any], emitted_at: float, body: dict[str, Any], notes: list[str]

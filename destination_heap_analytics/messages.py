@@ -49,11 +49,13 @@ def short_integers_only(data: bytes) -> bool:
 
 
 class Unreadable(NamedTuple):
-    """An input line that holds no usable record, why, and the stream it names when it names one."""
+    """An input line that holds no usable record, why, the stream it names when it names one, and then the line
+    itself (to keep it as it came)."""
 
     line: int
     reason: str
     stream: StreamKey | None = None
+    raw: bytes | None = None
 
 
 class State(NamedTuple):
@@ -147,10 +149,69 @@ def _message(line: bytes, number: int) -> Message | None:
     try:
         message = parse_json(line)
     except RecursionError:
-        return Unreadable(number, TOO_DEEP)
+        return Unreadable(number, TOO_DEEP, *_named(line))
     except ValueError:
-        return Unreadable(number, NOT_JSON) if line.strip() else None
+        return Unreadable(number, NOT_JSON, *_named(line)) if line.strip() else None
     return _classified(message, line, number)
+
+
+def _named(line: bytes) -> tuple[StreamKey, bytes] | tuple[()]:
+    """The stream a line the parser cannot read names, with the line, when it is a RECORD's; else nothing."""
+    stream = record_stream(line)
+    return (stream, line) if stream is not None else ()
+
+
+TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
+
+
+def record_stream(line: bytes) -> StreamKey | None:
+    """The stream (name and namespace) of a RECORD line, found without parsing its values, so whatever the
+    parser refuses in them (nesting too deep, an integer too long, a cut-off end); None when the line's
+    envelope does not say it is a RECORD of a named stream.
+
+    A scan of JSON tokens that keeps only a count of open containers, so no depth makes it recurse.
+    """
+    containers: list[bytes] = []
+    entered: list[bytes | None] = []  # the key each open object or array was entered under
+    key: bytes | None = None
+    expecting_key = False
+    found: dict[tuple[int, bytes], bytes] = {}
+    for match in TOKEN.finditer(line):
+        token = match.group()
+        first = token[:1]
+        if first == b"{" or first == b"[":
+            containers.append(first)
+            entered.append(key)
+            key, expecting_key = None, first == b"{"
+        elif first == b"}" or first == b"]":
+            if not containers:
+                return None
+            containers.pop()
+            entered.pop()
+            key, expecting_key = None, False
+        elif first == b",":
+            key, expecting_key = None, bool(containers) and containers[-1] == b"{"
+        elif first == b":":
+            expecting_key = False
+        elif expecting_key:
+            key, expecting_key = token, False
+        elif (
+            key is not None
+            and len(containers) <= 2
+            and containers[0] == b"{"
+            and (len(containers) == 1 or (containers[1] == b"{" and entered[1] == b'"record"'))
+        ):
+            found[(len(containers), key)] = token
+    if found.get((1, b'"type"')) != b'"RECORD"' or (2, b'"stream"') not in found:
+        return None
+    try:
+        name = json.loads(found[(2, b'"stream"')])
+        namespace = json.loads(found.get((2, b'"namespace"'), b"null"))
+    except ValueError:
+        return None
+    if type(name) is not str or not (namespace is None or type(namespace) is str):
+        return None
+    return name, namespace
 
 
 def _classified(message: Any, line: bytes, number: int) -> Message | None:
@@ -308,7 +369,22 @@ def parse_json(line: bytes) -> Any:
             return orjson.loads(line)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(line)
+    return json.loads(line, parse_int=_integer)
+
+
+INT_DIGITS = 4300
+"""The longest integer Python turns from text into a number by default (longer ones take quadratic time)."""
+
+
+class LongInteger(str):
+    """An integer of more than INT_DIGITS digits, kept as its text: sent as text (cut to Heap's length) like
+    any integer too large for Heap, and stored as text."""
+
+    __slots__ = ()
+
+
+def _integer(text: str) -> int | LongInteger:
+    return int(text) if len(text.lstrip("-")) <= INT_DIGITS else LongInteger(text)
 
 
 def dump_json(value: Any) -> bytes:
@@ -335,10 +411,10 @@ def _record(record: Any, number: int, line: bytes | None) -> Record | Unreadable
     stream = (name, namespace)
     data, emitted_at = record.get("data"), record.get("emitted_at")
     if type(data) is not dict:
-        return Unreadable(number, NO_DATA, stream)
+        return Unreadable(number, NO_DATA, stream, line)
     kind = type(emitted_at)
     if not (kind is int or (kind is float and math.isfinite(emitted_at))):
-        return Unreadable(number, NO_EMITTED_AT, stream)
+        return Unreadable(number, NO_EMITTED_AT, stream, line)
     return stream, data, emitted_at, line
 
 

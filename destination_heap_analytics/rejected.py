@@ -4,30 +4,55 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .config import S3Storage
-from .messages import StreamKey, dump_json
+from .messages import StreamKey
 
 PART_BYTES = 8 * 1024 * 1024
 """A stream's rejected rows are written as one file once they reach this size, whatever comes next."""
 WRITE_EVERY_SECONDS = 10.0
 """Rejected rows are written at most this often (each write is a request to S3); STATEs that cover them
 wait meanwhile."""
-COLUMNS = ("rejected_reason", "rejected_field", "position", "emitted_at", "data")
+STORE_DEADLINE_SECONDS = 120.0
+"""The most one call to the store may take, retries included: a store that stops answering, or answers a
+byte at a time, fails the sync instead of holding it forever."""
+RAW_CHARACTERS = 65_536
+"""The most of a line kept when its record cannot be kept as an object."""
+CONTEXT = (
+    "_heap_rejected_reason",
+    "_heap_rejected_field",
+    "_heap_stream",
+    "_heap_namespace",
+    "_heap_position",
+    "_heap_emitted_at",
+    "_heap_changed",
+    "_heap_raw",
+)
+"""The columns a stored row adds to the record's own: why it was rejected, where it came from, what had to
+change for the row to be JSON, and the line itself when its record is not an object."""
+
+
+class StoreError(AirbyteTracedException):
+    """The rejected-records store cannot be written: the sync stops before a STATE covering its rows passes."""
 
 
 @dataclass(frozen=True, slots=True)
 class RejectedRecord:
-    """A record that did not reach Heap: its stream, its place in the input, why, and what it held."""
+    """A record that did not reach Heap: its stream, its place in the input, why, and what it held (its data, or
+    the raw line when the data could not be read as an object)."""
 
     stream: StreamKey
     position: int
@@ -35,44 +60,167 @@ class RejectedRecord:
     field: str | None = None
     data: Any = None
     emitted_at: float | None = None
+    raw: bytes | None = None
 
     def row(self) -> dict[str, Any]:
-        """The record as a row of the store: the reason first, then the record's data as it came."""
-        return {
-            "rejected_reason": self.reason,
-            "rejected_field": self.field,
-            "position": self.position,
-            "emitted_at": self.emitted_at,
-            "data": self.data,
-        }
+        """The record as a row of the store: its own columns at the top level, so the row loads back into the
+        source's table as it came, then the `_heap_*` context; every value one JSON can hold."""
+        changed: list[str] = []
+        data = self.data
+        row: dict[str, Any] = {}
+        raw = None
+        if type(data) is dict:
+            try:
+                row = json_safe(data, changed)
+            except RecursionError:
+                changed.append("record nested too deeply to store as columns: kept as its raw line")
+                raw = self.raw
+        else:
+            raw = self.raw
+        for column in CONTEXT:
+            if column in row:
+                row[f"_heap_record{column}"] = row.pop(column)
+                changed.append(f"the record's column {column} stored as _heap_record{column}")
+        text = None
+        if raw is not None:
+            text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+            if len(text) > RAW_CHARACTERS:
+                text = text[:RAW_CHARACTERS]
+                changed.append(f"raw line cut to {RAW_CHARACTERS} characters")
+        name, namespace = self.stream
+        row.update(
+            {
+                "_heap_rejected_reason": self.reason,
+                "_heap_rejected_field": self.field,
+                "_heap_stream": name,
+                "_heap_namespace": namespace,
+                "_heap_position": self.position,
+                "_heap_emitted_at": self.emitted_at,
+                "_heap_changed": changed or None,
+                "_heap_raw": text,
+            }
+        )
+        return row
 
 
-def jsonl(records: list[RejectedRecord]) -> bytes:
-    """Rows as JSON lines, values exact (integers of any size included)."""
-    return b"".join(dump_json(record.row()) + b"\n" for record in records)
+def json_safe(data: dict[str, Any], changed: list[str]) -> dict[str, Any]:
+    """A copy of a record that every JSON reader takes (RFC 8259): NaN and the infinities (1e400 reads as one)
+    as text, integers too long for Python's text conversion as text, lone surrogates replaced; each change
+    named in `changed` by its path. Raises RecursionError for a record nested too deeply to copy."""
+
+    def value_of(value: Any, path: str) -> Any:
+        kind = type(value)
+        if kind is dict:
+            return {
+                _text(key, path, changed): value_of(inner, f"{path}.{key}" if path else key)
+                for key, inner in value.items()
+            }
+        if kind is list:
+            return [value_of(inner, f"{path}[{index}]") for index, inner in enumerate(value)]
+        if kind is float and not math.isfinite(value):
+            changed.append(f"{path}: {value!r} is no JSON number, stored as text")
+            return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        if kind is str:
+            return _text(value, path, changed)
+        if kind is not int and isinstance(value, str):  # an integer too long to read as a number
+            changed.append(f"{path}: an integer of more than 4300 digits, stored as text")
+            return str(value)
+        return value
+
+    return value_of(data, "")
 
 
-def csv_rows(records: list[RejectedRecord]) -> bytes:
-    """Rows as CSV with a header; `data` is the record's JSON."""
+def _text(text: str, path: str, changed: list[str]) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        changed.append(f"{path or 'a key'}: a lone UTF-16 surrogate replaced")
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def stored_row(record: RejectedRecord) -> bytes:
+    """A rejected record's row as JSON; a record too deep (or too odd) for a JSON writer is kept as its raw
+    line instead, never an error: no single record may stop a sync."""
+    try:
+        return _encoded(record.row())
+    except (RecursionError, ValueError):
+        row = replace(record, data=None).row()
+        row["_heap_changed"] = [*(row["_heap_changed"] or ()), "record too deep to write as JSON: kept as its raw line"]
+        return _encoded(row)
+
+
+def _encoded(row: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # an integer beyond 64 bits, or nesting deeper than orjson writes
+        return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def jsonl(rows: list[bytes]) -> bytes:
+    """Rows as JSON lines."""
+    return b"".join(row + b"\n" for row in rows)
+
+
+def csv_rows(rows: list[bytes]) -> bytes:
+    """Rows as CSV: a header of every column of the file's rows, the record's first, then the `_heap_*` ones;
+    texts as they are, other values (numbers, objects, arrays) as their JSON, nulls empty."""
+    decoded = [json.loads(row) for row in rows]
+    columns = [column for column in dict.fromkeys(key for row in decoded for key in row) if column not in CONTEXT]
+    columns += CONTEXT
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for record in records:
-        row = record.row()
-        row["data"] = dump_json(record.data).decode("utf-8", "backslashreplace")
-        writer.writerow(["" if row[column] is None else row[column] for column in COLUMNS])
-    return out.getvalue().encode("utf-8", "backslashreplace")
+    writer.writerow(columns)
+    for row in decoded:
+        writer.writerow([_cell(row.get(column)) for column in columns])
+    return out.getvalue().encode("utf-8")
 
 
-FORMATS: dict[str, tuple[str, Callable[[list[RejectedRecord]], bytes]]] = {
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+FORMATS: dict[str, tuple[str, Callable[[list[bytes]], bytes]]] = {
     "JSONL": ("jsonl", jsonl),
     "CSV": ("csv", csv_rows),
 }
 
 
 def key_part(name: str) -> str:
-    """A stream or namespace name as one segment of an object key."""
-    return name.encode("utf-8", "backslashreplace").decode().replace("/", "_") or "_"
+    """A stream or namespace name as one segment of an object key: `%` and `/` percent-encoded, so two
+    names never share a folder."""
+    text = name.encode("utf-8", "backslashreplace").decode().replace("%", "%25").replace("/", "%2F")
+    return text or "%00"
+
+
+def within_deadline(call: Callable[[], Any], seconds: float, what: str) -> Any:
+    """The result of a call to the store, or a StoreError once it has taken `seconds`: the call may hang in a
+    socket read that each read's timeout restarts, so it runs on a thread of its own, left behind if it
+    never returns (a daemon: it does not keep the process alive)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as error:  # handed to the caller's thread, which raises it
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=run, name="heap-store", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise StoreError(
+            message=f"The rejected-records store did not answer {what} within {seconds:g}s.",
+            failure_type=FailureType.system_error,
+        )
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 class NoStore:
@@ -112,7 +260,7 @@ class S3Store:
         self.where = f"s3://{self.bucket}/{self.prefix}"
         self.extension, self.encode = FORMATS[storage.format]
         self.client = client or s3_client(storage)
-        self.waiting: dict[StreamKey, list[RejectedRecord]] = {}
+        self.waiting: dict[StreamKey, list[bytes]] = {}
         self.waiting_bytes: dict[StreamKey, int] = {}
         self.parts = 0
         self.stored = 0
@@ -122,8 +270,9 @@ class S3Store:
         """Takes a rejected record; writes its stream's rows once they are large enough for a file."""
         if not self.waiting:
             self.waiting_since = time.monotonic()
-        self.waiting.setdefault(record.stream, []).append(record)
-        size = self.waiting_bytes.get(record.stream, 0) + len(dump_json(record.data)) + len(record.reason) + 64
+        row = stored_row(record)
+        self.waiting.setdefault(record.stream, []).append(row)
+        size = self.waiting_bytes.get(record.stream, 0) + len(row)
         self.waiting_bytes[record.stream] = size
         if size >= PART_BYTES:
             self._write(record.stream)
@@ -143,24 +292,36 @@ class S3Store:
         return time.monotonic() - self.waiting_since >= WRITE_EVERY_SECONDS
 
     def _write(self, stream: StreamKey) -> None:
-        records = self.waiting.pop(stream)
-        self.waiting_bytes.pop(stream, None)
+        """Writes a stream's waiting rows as one object, whole, or fails the sync naming the store."""
+        rows = self.waiting[stream]
         name, namespace = stream
         folder = "/".join([self.prefix, *([key_part(namespace)] if namespace else []), key_part(name)])
         self.parts += 1
         now = datetime.now(UTC)
         key = f"{folder}/{now:%Y_%m_%d}_{int(time.time() * 1000)}_{self.parts}.{self.extension}"
+        body = self.encode(rows)
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=self.encode(records))
+            within_deadline(
+                lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body),
+                STORE_DEADLINE_SECONDS,
+                "a write",
+            )
+        except StoreError as error:
+            raise self._unwritable(error.message or "no answer") from None
         except s3_errors() as error:
-            raise AirbyteTracedException(
-                message=(
-                    f"The rejected-records store {self.where} cannot be written ({s3_error(error)}): no checkpoint "
-                    "covering its records was passed; fix the bucket or its access and rerun the sync."
-                ),
-                failure_type=FailureType.system_error,
-            ) from None
-        self.stored += len(records)
+            raise self._unwritable(s3_error(error)) from None
+        del self.waiting[stream]
+        self.waiting_bytes.pop(stream, None)
+        self.stored += len(rows)
+
+    def _unwritable(self, why: str) -> StoreError:
+        return StoreError(
+            message=(
+                f"The rejected-records store {self.where} cannot be written ({why}): no checkpoint covering its "
+                "records was passed; fix the bucket or its access and rerun the sync."
+            ),
+            failure_type=FailureType.system_error,
+        )
 
 
 def s3_client(storage: S3Storage) -> Any:
@@ -202,21 +363,33 @@ def s3_error(error: BaseException) -> str:
     return type(error).__name__
 
 
+CHECK_DEADLINE_SECONDS = 30.0
+
+
 def check_store(storage: S3Storage) -> str | None:
-    """Proves the bucket works: writes a small object, lists it, deletes it; what failed, or None."""
+    """Proves the bucket works: writes a small object, reads it back, deletes it; what failed, or None."""
     client = s3_client(storage)
+    bucket = storage.s3_bucket_name
     key = "/".join(part for part in (storage.bucket_path, f"_airbyte_check_{uuid.uuid4().hex}") if part)
+    content = uuid.uuid4().hex.encode()
     step = "writing a test object to"
     try:
-        client.put_object(Bucket=storage.s3_bucket_name, Key=key, Body=b"check")
-        step = "listing"
-        listed = client.list_objects_v2(Bucket=storage.s3_bucket_name, Prefix=key)
-        if not any(item.get("Key") == key for item in listed.get("Contents", [])):
-            return f"The rejected-records store {storage.where}: the test object written there was not listed"
+        within_deadline(lambda: client.put_object(Bucket=bucket, Key=key, Body=content), CHECK_DEADLINE_SECONDS, "")
+        step = "reading a test object back from"
+        read = within_deadline(
+            lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), CHECK_DEADLINE_SECONDS, ""
+        )
+        if read != content:
+            return f"The rejected-records store {storage.where}: the test object read back differs from the one written"
         step = "deleting a test object from"
-        client.delete_object(Bucket=storage.s3_bucket_name, Key=key)
+        within_deadline(lambda: client.delete_object(Bucket=bucket, Key=key), CHECK_DEADLINE_SECONDS, "")
+    except StoreError:
+        return (
+            f"The rejected-records store did not answer within {CHECK_DEADLINE_SECONDS:g}s when {step} bucket "
+            f"'{bucket}'"
+        )
     except s3_errors() as error:
-        return f"The rejected-records store failed when {step} bucket '{storage.s3_bucket_name}': {s3_error(error)}"
+        return f"The rejected-records store failed when {step} bucket '{bucket}': {s3_error(error)}"
     return None
 
 

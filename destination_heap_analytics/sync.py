@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -80,22 +81,58 @@ class Lane:
                 stop,
                 fail_fast=app.fail_fast,
             )
-        self.pipeline = Pipeline(sender, 1 if config.dry_run else api.workers, ordered=api.last_write_wins)
+        self.pipeline = Pipeline(sender, 1 if config.dry_run else api.workers, ordered=api.ordered)
 
     def submit(self, batch: Batch | None) -> list[BatchResult]:
         """Starts sending a batch, if any; returns the results that completed meanwhile."""
         return self.pipeline.submit(batch) if batch is not None else []
 
 
+ALL_REFUSED_EARLY = 100
+"""A mapping whose first this many records all fail one rule on one column, none mapped, stops the sync."""
+ALL_REFUSED_AT_END = 10
+"""At the end of the input, a mapping that mapped none of at least this many records, all failing one rule on
+one column, fails the sync."""
+
+
 class Delivery:
-    """One mapping of a stream to a lane, and the last of the lane's batches its records were noted in."""
+    """One mapping of a stream to a lane, the last of the lane's batches its records were noted in, and whether
+    every record so far failed one mapping rule (a misspelt column, a column of the wrong kind)."""
 
-    __slots__ = ("lane", "mapper", "noted")
+    __slots__ = ("api_type", "label", "lane", "mapped", "mapper", "noted", "refusal", "refusals")
 
-    def __init__(self, mapper: RecordMapper, lane: Lane) -> None:
+    def __init__(self, mapper: RecordMapper, lane: Lane, label: str, api_type: str) -> None:
         self.mapper = mapper
         self.lane = lane
+        self.label = label
+        self.api_type = api_type
         self.noted = 0
+        self.mapped = False
+        self.refusal: tuple[str, str] | None = None
+        self.refusals = 0
+
+    def refused(self, unmappable: Unmappable, stream: StreamKey) -> None:
+        """Counts a record this mapping could not map; a config error once the first ALL_REFUSED_EARLY all
+        failed the same rule on the same column."""
+        if self.mapped:
+            return
+        rule = (unmappable.reason, unmappable.field)
+        if unmappable.field is None or (self.refusal is not None and rule != self.refusal):
+            self.mapped = True  # not one rule on one column: records fail one by one, as records do
+            return
+        self.refusal = rule  # type: ignore[assignment]
+        self.refusals += 1
+        if self.refusals >= ALL_REFUSED_EARLY:
+            raise self.all_refused()
+
+    def all_refused(self) -> BaseException:
+        """The config error for a mapping none of whose records could be mapped, for one reason."""
+        reason, field = self.refusal or ("", "")
+        return config_error(
+            f"None of the {self.refusals} records of stream '{shown(self.label)}' read so far could be mapped to "
+            f"{self.api_type}, all for one reason: {reason} (column '{shown(field)}'). Check that column's name "
+            "in the configuration (or the mapping in the Airbyte UI) against the stream's records."
+        )
 
 
 class StreamRoutes:
@@ -132,7 +169,7 @@ class Sync:
             first = route.key not in self.routes
             if first:
                 self.routes[route.key] = StreamRoutes(self.checkpoints.tally(route.key))
-            self.routes[route.key].deliveries.append(Delivery(mapper, lane))
+            self.routes[route.key].deliveries.append(Delivery(mapper, lane, route.label, route.api.api_type))
             logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
             if first and route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
                 logger.info(
@@ -144,6 +181,8 @@ class Sync:
         self.progress = ProgressLog(self.stats, config.progress_interval_seconds, pacers)
         self.states_withheld = 0
         self.states_for_store: list[bytes] = []
+        self.bytes_for_store = 0
+        """STATEs ready but for the rejected rows they cover, held within the same bound as the others."""
         self.fail_on_rejection = config.on_rejected_record == "fail"
         self.rejections_logged = 0
         if self.dry_run:
@@ -175,6 +214,10 @@ class Sync:
                         yield from self._pass(out)
             except MalformedState as error:
                 malformed = error
+            for routed in self.routes.values():
+                for delivery in routed.deliveries:
+                    if not delivery.mapped and delivery.refusals >= ALL_REFUSED_AT_END:
+                        raise delivery.all_refused()
             for lane in self.lanes.values():
                 yield from self._pass(self._settle(lane.submit(lane.builder.seal())))
             for lane in self.lanes.values():
@@ -211,10 +254,13 @@ class Sync:
         if not waiting and not (states and self.store.pending):
             return states
         waiting += states
-        if not (final or self.store.due()):
+        self.bytes_for_store += sum(map(len, states))
+        full = self.bytes_for_store > HELD_STATE_BYTES or len(waiting) > HELD_STATES
+        if not (final or full or self.store.due()):
             return []
         self.store.flush()
         self.states_for_store = []
+        self.bytes_for_store = 0
         return waiting
 
     def _record(self, record: Record) -> list[bytes] | None:
@@ -231,19 +277,21 @@ class Sync:
         ready = None
         for delivery in routed.deliveries:
             lane = delivery.lane
+            # Mapping and encoding are pure: whatever one record makes them raise is that record's reason. The
+            # store and the checks below run outside, so their errors stop the sync as they should.
             try:
                 mapped = delivery.mapper.map(data, emitted_at, position, line)
-                if type(mapped) is Unmappable:
-                    self._unmappable(stream, mapped, (data, emitted_at))
-                    continue
-                full = lane.builder.add(mapped)
+                full = None if type(mapped) is Unmappable else lane.builder.add(mapped)
             except ItemTooLarge:
                 reason = f"item larger than max_request_bytes ({self.config.max_request_bytes})"
-                self._unmappable(stream, Unmappable(reason, position), (data, emitted_at))
-                continue
+                mapped = Unmappable(reason, position)
             except Exception as error:
-                self._unmappable(stream, Unmappable(failure_reason(error), position), (data, emitted_at))
+                mapped = Unmappable(failure_reason(error), position)
+            if type(mapped) is Unmappable:
+                delivery.refused(mapped, stream)
+                self._unmappable(stream, mapped, line if line is not None else (data, emitted_at))
                 continue
+            delivery.mapped = True
             number = lane.builder.batch.number
             if number != delivery.noted:
                 delivery.noted = number
@@ -260,7 +308,7 @@ class Sync:
             self.stats.records_read += 1
             self.checkpoints.tally(line.stream).count += 1
             unmappable = Unmappable(line.reason, line.line)
-            return self._unmappable(line.stream, unmappable, None, what="Input line", at=self.stats.records_read)
+            return self._unmappable(line.stream, unmappable, line.raw, what="Input line", at=self.stats.records_read)
         if self.fail_on_rejection:
             raise config_error(f"Input line {line.line} cannot be read (on_rejected_record is 'fail'): {line.reason}")
         if line.reason not in self.stats.unreadable:
@@ -313,8 +361,7 @@ class Sync:
         for result in results:
             self.stats.add(result)
             for rejection in result.rejections:
-                if rejection.stream is not None:
-                    self.checkpoints.reject(rejection.stream, rejection.position)
+                if rejection.stream is not None and self.checkpoints.reject(rejection.stream, rejection.position):
                     self._keep(rejection.stream, rejection.position, rejection.reason, None, rejection.source)
                 if self.rejections_logged < REJECTIONS_LOGGED:
                     self.rejections_logged += 1
@@ -326,7 +373,7 @@ class Sync:
         self,
         stream: StreamKey,
         unmappable: Unmappable,
-        source: tuple[Any, float] | None,
+        source: bytes | tuple[Any, float] | None,
         detail: str = "",
         what: str = "Record",
         at: int | None = None,
@@ -336,8 +383,8 @@ class Sync:
         where = f"{what} {unmappable.position}"
         if self.fail_on_rejection:
             raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}{detail}")
-        self.checkpoints.reject(stream, at or unmappable.position)
-        self._keep(stream, at or unmappable.position, unmappable.reason, unmappable.field, source)
+        if self.checkpoints.reject(stream, at or unmappable.position):
+            self._keep(stream, at or unmappable.position, unmappable.reason, unmappable.field, source)
         if unmappable.reason not in self.stats.unmappable:
             logger.warning(
                 "%s cannot be sent to Heap: %s%s. Later ones with this reason are counted, not logged.",
@@ -355,12 +402,21 @@ class Sync:
         field: str | None,
         source: bytes | tuple[Any, float] | None,
     ) -> None:
-        """Hands a rejected record to the store (which, with none configured, lets it go); a record held as its
-        line is read again."""
+        """Hands a rejected record to the store, if there is one; a record held as its line is read again (and
+        kept as that line, when it holds no record object the parser reads)."""
+        if self.store.where is None:
+            return
+        line = None
         if type(source) is bytes:
-            source = record_of(source)
+            line = source
+            try:
+                source = record_of(line)
+            except (RecursionError, ValueError, KeyError, TypeError):
+                source = None
         data, emitted_at = source if source is not None else (None, None)
-        self.store.add(RejectedRecord(stream, position, reason, field, data, emitted_at))
+        if not (type(emitted_at) is int or (type(emitted_at) is float and math.isfinite(emitted_at))):
+            emitted_at = None
+        self.store.add(RejectedRecord(stream, position, reason, field, data, emitted_at, line))
 
     def _summary_message(self) -> AirbyteMessage:
         self.stats.paced_seconds = sum(lane.pacer.paced_seconds for lane in self.lanes.values())

@@ -15,6 +15,7 @@ from destination_heap_analytics.messages import (
     NOT_JSON,
     TOO_DEEP,
     LineReader,
+    LongInteger,
     Unreadable,
     _message,
     dump_json,
@@ -110,7 +111,7 @@ def test_lines_become_records_states_or_reasons():
     assert messages[0] == (("s", "n"), {"a": 1}, 5, lines[0])
     assert messages[1] == state_at(lines[1], ("s", None))
     assert messages[2:] == [
-        Unreadable(3, NO_DATA, ("s", None)),
+        Unreadable(3, NO_DATA, ("s", None), lines[2]),
         Unreadable(6, NOT_A_MESSAGE),
         Unreadable(7, NOT_JSON),
         Unreadable(8, TOO_DEEP),
@@ -148,3 +149,48 @@ record_lines = st.builds(
 @given(record_lines)
 def test_the_fast_path_for_records_reads_every_line_as_the_general_reader_does(line):
     assert list(LineReader()([line])) == [message for message in [_message(line, 1)] if message is not None]
+
+
+DEEP_DATA = b'{"a":' * 1500 + b"1" + b"}" * 1500
+HEAD = b'{"type":"RECORD","record":{"stream":"s","namespace":"n","data":'
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (
+            b'{"type":"RECORD","record":{"stream":"s","namespace":"n","data":' + DEEP_DATA + b',"emitted_at":5}}',
+            TOO_DEEP,
+        ),
+        (
+            b'{"record":{"emitted_at":5,"data":' + DEEP_DATA + b',"namespace":"n","stream":"s"},"type":"RECORD"}',
+            TOO_DEEP,
+        ),
+        (HEAD + b'{"stream":"other","a":[1,', NOT_JSON),
+    ],
+)
+def test_a_record_line_the_parser_cannot_read_still_names_its_stream(line, reason):
+    """Deeper than any parser reads, or cut off: the stream is found in the envelope, so the record is counted
+    (and kept) as its stream's, not as a line of no stream."""
+    assert list(read_lines([line])) == [Unreadable(1, reason, ("s", "n"), line)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"STATE","record":{"stream":"s"},"state":' + DEEP_DATA + b"}",
+        b'{"type":"RECORD","data":{"record":{"stream":"s"}},"x":' + DEEP_DATA + b"}",
+        b'{"type":"RECORD","record":{"stream":7,"data":' + DEEP_DATA + b"}}",
+    ],
+)
+def test_a_line_not_a_records_envelope_names_no_stream(line):
+    (message,) = read_lines([line])
+    assert message.stream is None
+
+
+def test_an_integer_longer_than_python_reads_is_kept_as_its_text():
+    digits = b"9" * 5000
+    line = b'{"type":"RECORD","record":{"stream":"s","data":{"n":' + digits + b',"m":-12},"emitted_at":5}}'
+    ((stream, data, _, _),) = read_lines([line])
+    assert stream == ("s", None) and data["n"] == digits.decode() and isinstance(data["n"], LongInteger)
+    assert data["m"] == -12 and type(data["m"]) is int

@@ -5,38 +5,120 @@ import csv
 import io
 import json
 
+import pytest
+
 from destination_heap_analytics.config import HeapConfig, S3Storage
-from destination_heap_analytics.rejected import RejectedRecord, csv_rows, jsonl, key_part, store_for
+from destination_heap_analytics.messages import parse_json
+from destination_heap_analytics.rejected import (
+    CONTEXT,
+    RAW_CHARACTERS,
+    RejectedRecord,
+    csv_rows,
+    jsonl,
+    key_part,
+    store_for,
+    stored_row,
+)
 
 RECORDS = [
     RejectedRecord(("users", None), 3, "missing identity", "email", {"seq": 2, "big": 2**70, "n": {"a": [1]}}, 1.5),
-    RejectedRecord(("users", None), 4, "RECORD whose data is not an object"),
+    RejectedRecord(("users", "crm"), 4, "RECORD whose data is not an object", raw=b'{"record":{"data":[1]}}\n'),
 ]
 
 
-def test_jsonl_rows_keep_the_data_exactly_beside_the_reason():
-    rows = [json.loads(line) for line in jsonl(RECORDS).splitlines()]
+def strict_json(line: bytes):
+    """JSON as RFC 8259 defines it: no NaN or Infinity (Python's reader takes them unless told not to)."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def rows_of(records):
+    return [strict_json(line) for line in jsonl([stored_row(record) for record in records]).splitlines()]
+
+
+def test_a_row_is_the_records_columns_then_the_heap_context():
+    rows = rows_of(RECORDS)
     assert rows[0] == {
-        "rejected_reason": "missing identity",
-        "rejected_field": "email",
-        "position": 3,
-        "emitted_at": 1.5,
-        "data": {"seq": 2, "big": 2**70, "n": {"a": [1]}},
+        "seq": 2,
+        "big": 2**70,
+        "n": {"a": [1]},
+        "_heap_rejected_reason": "missing identity",
+        "_heap_rejected_field": "email",
+        "_heap_stream": "users",
+        "_heap_namespace": None,
+        "_heap_position": 3,
+        "_heap_emitted_at": 1.5,
+        "_heap_changed": None,
+        "_heap_raw": None,
     }
-    assert rows[1]["data"] is None and rows[1]["rejected_field"] is None
+    assert list(rows[0])[3:] == list(CONTEXT)
+    assert rows[1]["_heap_raw"] == '{"record":{"data":[1]}}', "an envelope refused: the line kept as it came"
+    assert rows[1]["_heap_namespace"] == "crm" and "seq" not in rows[1]
 
 
-def test_csv_rows_hold_the_data_as_json_text():
-    rows = list(csv.DictReader(io.StringIO(csv_rows(RECORDS).decode())))
-    assert rows[0]["rejected_reason"] == "missing identity" and rows[0]["rejected_field"] == "email"
-    assert json.loads(rows[0]["data"]) == {"seq": 2, "big": 2**70, "n": {"a": [1]}}
-    assert rows[1]["data"] == "null" and rows[1]["rejected_field"] == ""
+def test_values_no_json_reader_takes_are_stored_as_text_and_named():
+    data = parse_json(b'{"a": NaN, "b": {"c": [Infinity, -Infinity]}, "d": 1e400, "e": "\\ud800"}')
+    (row,) = rows_of([RejectedRecord(("s", None), 1, "why", data=data)])
+    assert (row["a"], row["b"]["c"], row["d"]) == ("NaN", ["Infinity", "-Infinity"], "Infinity")
+    assert row["e"] == "?"
+    changed = row["_heap_changed"]
+    assert len(changed) == 5 and changed[0].startswith("a: nan") and changed[1].startswith("b.c[0]: inf")
 
 
-def test_names_become_one_key_segment_each():
-    assert key_part("a/b") == "a_b"
+def test_an_integer_too_long_to_read_is_stored_as_its_text():
+    digits = "7" * 5000
+    data = parse_json(b'{"n": ' + digits.encode() + b"}")
+    (row,) = rows_of([RejectedRecord(("s", None), 1, "why", data=data)])
+    assert row["n"] == digits and "more than 4300 digits" in row["_heap_changed"][0]
+
+
+@pytest.mark.parametrize(("depth", "as_columns"), [(300, True), (900, False), (5000, False)])
+def test_a_record_too_deep_to_write_is_kept_as_its_raw_line(depth, as_columns):
+    data: dict = {}
+    inner = data
+    for _ in range(depth):
+        inner["a"] = {}
+        inner = inner["a"]
+    line = b'{"a":' * depth + b"{}" + b"}" * depth
+    (row,) = rows_of([RejectedRecord(("s", None), 1, "record nested too deeply", data=data, raw=line)])
+    if as_columns:
+        assert row["a"]["a"] and row["_heap_raw"] is None and row["_heap_changed"] is None
+    else:
+        assert "a" not in row and row["_heap_raw"] == line.decode()[:RAW_CHARACTERS]
+        assert row["_heap_changed"][0] == "record nested too deeply to store as columns: kept as its raw line"
+
+
+def test_a_long_raw_line_is_cut_and_marked():
+    line = b'"' + b"x" * 100_000 + b'"'
+    (row,) = rows_of([RejectedRecord(("s", None), 1, "RECORD whose data is not an object", data="x", raw=line)])
+    assert len(row["_heap_raw"]) == RAW_CHARACTERS and row["_heap_changed"] == [
+        f"raw line cut to {RAW_CHARACTERS} characters"
+    ]
+
+
+def test_a_record_column_named_like_the_context_is_kept_under_another_name():
+    (row,) = rows_of([RejectedRecord(("s", None), 1, "why", data={"_heap_position": "mine"})])
+    assert row["_heap_position"] == 1 and row["_heap_record_heap_position"] == "mine"
+    assert row["_heap_changed"] == ["the record's column _heap_position stored as _heap_record_heap_position"]
+
+
+def test_csv_rows_put_the_records_columns_first_and_json_for_other_values():
+    rows = list(csv.DictReader(io.StringIO(csv_rows([stored_row(record) for record in RECORDS]).decode())))
+    header = list(rows[0])
+    assert header == ["seq", "big", "n", *CONTEXT]
+    assert rows[0]["seq"] == "2" and rows[0]["big"] == str(2**70) and json.loads(rows[0]["n"]) == {"a": [1]}
+    assert rows[0]["_heap_rejected_reason"] == "missing identity" and rows[1]["seq"] == ""
+    assert rows[1]["_heap_raw"] == '{"record":{"data":[1]}}'
+
+
+def test_names_become_one_key_segment_each_and_never_share_one():
+    assert key_part("a/b") == "a%2Fb" != key_part("a_b") == "a_b"
+    assert key_part("a%2Fb") == "a%252Fb"
     assert key_part("\ud800x") == "\\ud800x"
-    assert key_part("") == "_"
+    assert key_part("") == "%00"
 
 
 def test_no_store_unless_one_is_configured():
