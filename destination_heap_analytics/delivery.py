@@ -128,6 +128,43 @@ class FailFast:
         return owner is not None and owner != threading.get_ident()
 
 
+REFUSED_BEFORE_ANY_ACCEPTED = 100
+"""Requests to one API that Heap may refuse before it has accepted any, before the sync stops: past this many,
+Heap is refusing the requests themselves (an app id it does not know, a form it does not take), not a few
+records, and isolating every record would only cost a request each."""
+
+
+class RefusalGuard:
+    """Shared by an API's senders: stops the sync once Heap has refused REFUSED_BEFORE_ANY_ACCEPTED requests and
+    accepted none. Once Heap accepts one, refusals are records' own, isolated one by one as ever."""
+
+    def __init__(self, url: str, limit: int = REFUSED_BEFORE_ANY_ACCEPTED) -> None:
+        self.url = url
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.accepted = False
+        self.refused = 0
+
+    def accept(self) -> None:
+        """Heap accepted a request."""
+        self.accepted = True
+
+    def refuse(self, answer: Answer) -> None:
+        """Heap refused a request; a config error once it refused the limit and accepted none."""
+        if self.accepted:
+            return
+        with self.lock:
+            self.refused += 1
+            if self.refused < self.limit or self.accepted:
+                return
+        raise config_error(
+            f"Heap refused the first {self.refused} requests to {self.url} and accepted none (the last answer: "
+            f"{answer.describe()}), so the sync stopped instead of trying each record alone. Check app_id (the "
+            "environment id under Account > Manage > Projects), region and base_url; if they are right, try "
+            "write --dry-run to see what would be sent."
+        )
+
+
 class BatchSender:
     """Sends one batch until Heap has accepted or rejected each of its items."""
 
@@ -142,7 +179,9 @@ class BatchSender:
         fail_fast: FailFast | None = None,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        guard: RefusalGuard | None = None,
     ) -> None:
+        self.guard = guard or RefusalGuard(client.url)
         self.client = client
         self.pacer = pacer
         self.body = body
@@ -182,10 +221,12 @@ class BatchSender:
             if answer.verdict is Verdict.REJECTED and answer.names_app_id:
                 self._check_app_id(result)
             if answer.verdict is Verdict.ACCEPTED:
+                self.guard.accept()
                 result.items += len(part.items)
                 result.records += part.records
                 self.splits.observe(len(part.items), 0)
                 continue
+            self.guard.refuse(answer)
             if self.fail_fast is not None and not self.fail_fast.claim():
                 raise Stopped()
             if len(part.items) > 1:

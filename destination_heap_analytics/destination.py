@@ -7,6 +7,7 @@ import atexit
 import gc
 import io
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
@@ -29,9 +30,9 @@ from airbyte_protocol_dataclasses.models import AirbyteMessage as ProtocolMessag
 
 from .activation import catalog_message, protocol_json
 from .batching import Batch, RequestBody
-from .client import HeapClient, Verdict
-from .config import ApiConfig, HeapConfig, S3Storage, config_error
-from .delivery import bad_app_id, redirected, tls_failed
+from .client import Answer, HeapClient, Verdict
+from .config import HeapConfig, S3Storage, TrackApi, config_error
+from .delivery import redirected, tls_failed
 from .messages import LineReader, ObjectReader, polled_lines, ticking
 from .rejected import check_store, store_for
 from .routing import routes
@@ -47,10 +48,13 @@ its batches are in flight, so records and items, freed as they are sent, are nev
 collected."""
 
 CHECKED = (
-    "The app id and the endpoint work. Column names are checked against each stream's schema when a sync "
-    "starts (check has no catalog): to try a mapping on real records before loading anything, run "
-    "write --dry-run."
+    "Column names are checked against each stream's schema when a sync starts (check has no catalog): to try "
+    "a mapping on real records before loading anything, run write --dry-run."
 )
+NO_SUCH_APP_ID = "0"
+"""An app id no Heap environment has (their ids count from 1): what Heap answers for it is what it answers an
+unknown app id, whatever its words."""
+TOKEN_EDGE = r"(?<![0-9A-Za-z_]){}(?![0-9A-Za-z_])"
 
 
 class DestinationHeapAnalytics(Destination):
@@ -101,34 +105,66 @@ class DestinationHeapAnalytics(Destination):
             heap_config = HeapConfig.parse(config)
         except AirbyteTracedException as error:
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
-        failures = [
-            self._check_api(heap_config, api) for api in {api.endpoint: api for api in heap_config.apis}.values()
-        ]
+        probes = dict.fromkeys(api.probe for api in heap_config.apis) or {
+            (TrackApi.endpoint, TrackApi.items_field): None
+        }
+        problems, found = [], []
+        for endpoint, items_field in probes:
+            problem, finding = self._check_app_id(heap_config, endpoint, items_field)
+            if problem is not None:
+                problems.append(problem)
+            elif finding not in found:
+                found.append(finding)
         if isinstance(heap_config.object_storage_config, S3Storage):
-            failures.append(check_store(heap_config.object_storage_config))
-        problems = [failure for failure in failures if failure is not None]
+            failure = check_store(heap_config.object_storage_config, heap_config.request_timeout_seconds)
+            if failure is not None:
+                problems.append(failure)
+            else:
+                found.append(
+                    f"The rejected-records store {heap_config.object_storage_config.where} works: a test object "
+                    "was written there, read back and deleted."
+                )
         if problems:
             return AirbyteConnectionStatus(status=Status.FAILED, message="; ".join(problems))
-        return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=CHECKED)
+        return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=" ".join([*found, CHECKED]))
 
     @staticmethod
-    def _check_api(config: HeapConfig, api: ApiConfig) -> str | None:
-        """Posts one empty bulk request to an API; what is wrong, or None when Heap accepted it."""
-        endpoint, items_field = api.probe
+    def _check_app_id(config: HeapConfig, endpoint: str, items_field: str) -> tuple[str | None, str]:
+        """Posts an empty bulk request (which creates nothing) for the app id and for one no environment has,
+        and compares the answers: what is wrong (or None), and what was found.
+
+        Heap documents no answer to an empty request and no words for an unknown app id, so neither an
+        answer's words nor its status alone tells: an answer that differs from the one for an app id that
+        cannot exist does.
+        """
         url = config.url + endpoint
-        body = RequestBody(config.app_id, items_field)(Batch(0))
-        answer = HeapClient(url, config.request_timeout_seconds).post(body)
-        if answer.verdict is Verdict.ACCEPTED:
-            return None
-        if answer.refuses_app_id:
-            return bad_app_id(config.app_id, answer).message
+        client = HeapClient(url, config.request_timeout_seconds)
+        answer = client.post(RequestBody(config.app_id, items_field)(Batch(0)))
         if answer.verdict is Verdict.REDIRECTED:
-            return redirected(url, answer).message
+            return redirected(url, answer).message, ""
         if answer.verdict is Verdict.TLS_FAILED:
-            return tls_failed(url, answer).message
+            return tls_failed(url, answer).message, ""
         if answer.status is None:
-            return f"cannot reach {url}: {answer.detail}"
-        return f"Heap answered {answer.describe()} to {url}"
+            return f"cannot reach {url}: {answer.detail}", ""
+        if answer.verdict not in (Verdict.ACCEPTED, Verdict.REJECTED, Verdict.BAD_APP_ID):
+            return f"Heap answered {answer.describe()} to {url}: try again later", ""
+        unknown = client.post(RequestBody(NO_SUCH_APP_ID, items_field)(Batch(0)))
+        if unknown.status is None:
+            return f"cannot reach {url}: {unknown.detail}", ""
+        if _same_answer(answer, unknown, (config.app_id, NO_SUCH_APP_ID)):
+            if answer.verdict is Verdict.ACCEPTED:
+                return None, (
+                    f"{url} works, but Heap accepts an empty request for any app id, so check cannot tell whether "
+                    f"app_id '{config.app_id}' exists: if no data shows in Heap after a sync, check the environment "
+                    "id under Account > Manage > Projects."
+                )
+            return (
+                f"Heap answers app_id '{config.app_id}' as it answers an app id no environment has "
+                f"({answer.describe()}): check the environment id under Account > Manage > Projects"
+            ), ""
+        if answer.verdict is not Verdict.ACCEPTED and unknown.verdict is Verdict.ACCEPTED:
+            return f"Heap refused app_id '{config.app_id}' ({answer.describe()}) but not an unknown one at {url}", ""
+        return None, f"Heap knows app_id '{config.app_id}' at {config.url} (it answers it unlike an unknown app id)."
 
     def write(
         self,
@@ -170,7 +206,7 @@ class DestinationHeapAnalytics(Destination):
         for route in found:
             check_columns(route.api, route.stream)
         sync_id = next((str(s.sync_id) for s in catalog.streams if s.sync_id is not None), None)
-        store = store_for(heap_config.object_storage_config, sync_id)
+        store = store_for(heap_config.object_storage_config, sync_id, heap_config.request_timeout_seconds)
         yield from Sync(heap_config, found, store).run(messages)
 
     def run(self, args: list[str]) -> None:
@@ -196,6 +232,18 @@ class DestinationHeapAnalytics(Destination):
             sys.exit(1)
         finally:
             PRINT_BUFFER.flush()
+
+
+def _same_answer(first: Answer, second: Answer, app_ids: tuple[str, ...]) -> bool:
+    """Whether two answers are the same but for the app ids they may quote."""
+
+    def words(answer: Answer) -> str:
+        text = answer.text
+        for app_id in app_ids:
+            text = re.sub(TOKEN_EDGE.format(re.escape(app_id)), "<app_id>", text)
+        return text
+
+    return first.status == second.status and words(first) == words(second)
 
 
 def _error_line(error: AirbyteTracedException) -> str:

@@ -182,7 +182,7 @@ def heap_scalar(value: Any, notes: list[str], joined: bool = False) -> Any:
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
-        return value if INT64_MIN <= value <= UINT64_MAX else str(value)
+        return value if INT64_MIN <= value <= UINT64_MAX else heap_scalar(str(value), notes)
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is list:
@@ -449,8 +449,9 @@ class RestPlan:
             elif kind is bool:
                 inner = "true" if inner else "false"
             elif kind is int:
-                if not INT64_MIN <= inner <= UINT64_MAX:
-                    inner = str(inner)
+                if not INT64_MIN <= inner <= UINT64_MAX:  # sent as text, cut like any long text
+                    add_property(properties, name, inner, notes, self.joined)
+                    continue
             elif kind is float:
                 if not math.isfinite(inner):
                     continue

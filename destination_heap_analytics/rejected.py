@@ -26,9 +26,6 @@ PART_BYTES = 8 * 1024 * 1024
 WRITE_EVERY_SECONDS = 10.0
 """Rejected rows are written at most this often (each write is a request to S3); STATEs that cover them
 wait meanwhile."""
-STORE_DEADLINE_SECONDS = 120.0
-"""The most one call to the store may take, retries included: a store that stops answering, or answers a
-byte at a time, fails the sync instead of holding it forever."""
 RAW_CHARACTERS = 65_536
 """The most of a line kept when its record cannot be kept as an object."""
 CONTEXT = (
@@ -253,8 +250,11 @@ class S3Store:
     so no STATE covering an unstored record ever passes.
     """
 
-    def __init__(self, storage: S3Storage, sync_id: str, client: Any = None) -> None:
+    def __init__(self, storage: S3Storage, sync_id: str, deadline: float, client: Any = None) -> None:
         self.storage = storage
+        self.deadline = deadline
+        """The most one call may take, retries included (request_timeout_seconds, as for Heap's requests): a
+        store that stops answering, or answers a byte at a time, fails the sync instead of holding it."""
         self.bucket = storage.s3_bucket_name
         self.prefix = "/".join(part for part in (storage.bucket_path, key_part(sync_id)) if part)
         self.where = f"s3://{self.bucket}/{self.prefix}"
@@ -303,7 +303,7 @@ class S3Store:
         try:
             within_deadline(
                 lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body),
-                STORE_DEADLINE_SECONDS,
+                self.deadline,
                 "a write",
             )
         except StoreError as error:
@@ -363,10 +363,7 @@ def s3_error(error: BaseException) -> str:
     return type(error).__name__
 
 
-CHECK_DEADLINE_SECONDS = 30.0
-
-
-def check_store(storage: S3Storage) -> str | None:
+def check_store(storage: S3Storage, deadline: float) -> str | None:
     """Proves the bucket works: writes a small object, reads it back, deletes it; what failed, or None."""
     client = s3_client(storage)
     bucket = storage.s3_bucket_name
@@ -374,28 +371,23 @@ def check_store(storage: S3Storage) -> str | None:
     content = uuid.uuid4().hex.encode()
     step = "writing a test object to"
     try:
-        within_deadline(lambda: client.put_object(Bucket=bucket, Key=key, Body=content), CHECK_DEADLINE_SECONDS, "")
+        within_deadline(lambda: client.put_object(Bucket=bucket, Key=key, Body=content), deadline, "")
         step = "reading a test object back from"
-        read = within_deadline(
-            lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), CHECK_DEADLINE_SECONDS, ""
-        )
+        read = within_deadline(lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), deadline, "")
         if read != content:
             return f"The rejected-records store {storage.where}: the test object read back differs from the one written"
         step = "deleting a test object from"
-        within_deadline(lambda: client.delete_object(Bucket=bucket, Key=key), CHECK_DEADLINE_SECONDS, "")
+        within_deadline(lambda: client.delete_object(Bucket=bucket, Key=key), deadline, "")
     except StoreError:
-        return (
-            f"The rejected-records store did not answer within {CHECK_DEADLINE_SECONDS:g}s when {step} bucket "
-            f"'{bucket}'"
-        )
+        return f"The rejected-records store did not answer within {deadline:g}s when {step} bucket '{bucket}'"
     except s3_errors() as error:
         return f"The rejected-records store failed when {step} bucket '{bucket}': {s3_error(error)}"
     return None
 
 
-def store_for(storage: Any, sync_id: str | None) -> NoStore | S3Store:
+def store_for(storage: Any, sync_id: str | None, deadline: float) -> NoStore | S3Store:
     """The store a config asks for; the sync id names the sync's folder (a time-based one when the catalog
     has none)."""
     if not isinstance(storage, S3Storage):
         return NoStore()
-    return S3Store(storage, sync_id or f"sync-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    return S3Store(storage, sync_id or f"sync-{datetime.now(UTC):%Y%m%dT%H%M%SZ}", deadline)

@@ -15,11 +15,11 @@ import dataclasses
 import json
 import math
 import random
+import re
 import socket
 import threading
 import time
 from collections import deque
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -82,6 +82,12 @@ class Faults:
     redirect_to: str = ""
     trickle_rate: float = 0.0
     trickle_interval: float = 0.5
+    empty_bulk: str = "accept"
+    error_words: str = "heap"
+    ok_body: str = "{}"
+    property_arrays: str = "accept"
+    strict_times: bool = False
+    refuse_all: bool = False
     seed: int = 1
 
 
@@ -111,6 +117,12 @@ FAULT_HELP = {
     "redirect_to": "where a redirect points",
     "trickle_rate": "share of answers sent one byte per trickle_interval",
     "trickle_interval": "seconds between the bytes of a trickled answer",
+    "empty_bulk": "what a bulk body with an empty array gets: accept, or refuse (400, after the app id is checked)",
+    "error_words": "the words of error answers: heap (JSON, naming the field), or other (plain text, other words)",
+    "ok_body": "the body of an accepted request: {} (JSON), '' (empty text), OK (text), or 204 (no content)",
+    "property_arrays": "whether the property APIs take array values: accept, or refuse",
+    "strict_times": "refuse any timestamp that is not RFC 3339 with an explicit offset",
+    "refuse_all": "answer every API request 400 with a body that names nothing",
     "seed": "the random seed of every share above",
 }
 
@@ -250,14 +262,22 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
             if faults.max_body_bytes and len(body) > faults.max_body_bytes:
                 self._answer(413, b'{"error": "request entity too large"}')
                 return
+            if faults.refuse_all:
+                self._answer(400, b"Bad Request", content_type="text/plain")
+                return
             try:
                 app_id, items = _parse(field, body)
-                if (state.app_ids is not None and app_id not in state.app_ids) or not app_id.isdigit():
-                    self._answer(400, _dumps({"error": f"Invalid app_id: {app_id}"}))
+                if not _known_app(app_id, state.app_ids):
+                    if faults.error_words == "other":
+                        self._answer(400, b"Unrecognized environment.", content_type="text/plain")
+                    else:
+                        self._answer(400, _dumps({"error": f"Invalid app_id: {app_id}"}))
                     return
+                if not items and field != "identify" and faults.empty_bulk == "refuse":
+                    raise BadRequest(f"{field} must not be empty")
                 if faults.validate:
                     for item in items:
-                        _validate(field, item, faults.poison)
+                        _validate(field, item, faults)
             except BadRequest as error:
                 self._error(400, str(error), body)
                 return
@@ -274,12 +294,20 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
             if trickle:
                 self._trickle(faults.trickle_interval)
                 return
-            self._answer(200, b"{}")
+            if faults.ok_body == "204":
+                self._answer(204, b"")
+            else:
+                self._answer(
+                    200, faults.ok_body.encode(), content_type="application/json" if faults.ok_body else "text/plain"
+                )
 
         def _error(self, status: int, message: str, body: bytes) -> None:
             """An error answer; with echo_body it quotes the request as some servers do: as JSON text, with
             every character \\u-escaped, and as plain text after the JSON."""
             error: dict[str, Any] = {"error": message}
+            if state.faults.error_words == "other" and not state.faults.echo_body:
+                self._answer(status, b"Unprocessable input." if status < 500 else b"Oops.", content_type="text/plain")
+                return
             if not state.faults.echo_body:
                 self._answer(status, _dumps(error))
                 return
@@ -317,14 +345,20 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 pass
 
-        def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        def _answer(
+            self,
+            status: int,
+            body: bytes,
+            headers: dict[str, str] | None = None,
+            content_type: str = "application/json",
+        ) -> None:
             state.count(status)
             try:
                 self.send_response(status)
             except OSError:
                 self.close_connection = True
                 return
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -359,9 +393,18 @@ def _parse(field: str, body: bytes) -> tuple[str, list[dict[str, Any]]]:
     return app_id, [{key: value for key, value in document.items() if key != "app_id"}]
 
 
-def _validate(field: str, item: dict[str, Any], poison: str) -> None:
+def _known_app(app_id: str, known: set[str] | None) -> bool:
+    """An environment id Heap knows: one of `known`, or (when none are given) any decimal number without a
+    leading zero, as Heap's environment ids are."""
+    if known is not None:
+        return app_id in known
+    return app_id.isascii() and app_id.isdigit() and not app_id.startswith("0")
+
+
+def _validate(field: str, item: dict[str, Any], faults: Faults) -> None:
+    poison = faults.poison
     if field == "identify":
-        _validate_link(item)
+        _validate_link(item, faults.strict_times)
         return
     if field == "accounts":
         if not isinstance(item.get("account_id"), str) or not item["account_id"]:
@@ -376,7 +419,7 @@ def _validate(field: str, item: dict[str, Any], poison: str) -> None:
         event = item.get("event")
         if not isinstance(event, str) or not event or len(event) > MAX_TEXT:
             raise BadRequest(f"event is required, a string of at most {MAX_TEXT} characters")
-        _check_timestamp(item)
+        _check_timestamp(item, faults.strict_times)
         if "idempotency_key" in item and not isinstance(item["idempotency_key"], str):
             raise BadRequest("idempotency_key must be a string")
     properties = item.get("properties", {})
@@ -387,8 +430,10 @@ def _validate(field: str, item: dict[str, Any], poison: str) -> None:
             raise BadRequest("property names must be shorter than 1024 characters")
         if poison and poison in key:
             raise BadRequest(f"property name {key} refused")
-        if field == "users" and key.lower() == "id":
-            raise BadRequest("'id' cannot be a user property")
+        if field == "users" and key.lower() in ("id", "user_id"):
+            raise BadRequest(f"'{key}' cannot be a user property")
+        if isinstance(value, list) and field != "events" and faults.property_arrays == "refuse":
+            raise BadRequest("property values must be strings or numbers")
         values = value if isinstance(value, list) else [value]
         for element in values:
             if isinstance(element, bool) or not isinstance(element, (str, int, float)):
@@ -469,13 +514,13 @@ def _rate_wait(state: SandboxState, field: str, items: list[dict[str, Any]]) -> 
     return None
 
 
-def _validate_link(item: dict[str, Any]) -> None:
+def _validate_link(item: dict[str, Any], strict_times: bool) -> None:
     """Identify takes one pair a call: a user_id as in track, a non-empty identity, an optional timestamp."""
     if set(item) - IDENTIFY_FIELDS:
         raise BadRequest("identify takes user_id, identity and timestamp only, one pair per request")
     _check_user_id(item.get("user_id"))
     _check_identity(item.get("identity"))
-    _check_timestamp(item)
+    _check_timestamp(item, strict_times)
 
 
 def _check_user_id(user_id: Any) -> None:
@@ -488,12 +533,31 @@ def _check_identity(identity: Any) -> None:
         raise BadRequest(f"identity is required, a string of at most {MAX_IDENTITY} characters")
 
 
-def _check_timestamp(item: dict[str, Any]) -> None:
-    if "timestamp" in item:
-        try:
-            datetime.fromisoformat(item["timestamp"])
-        except (TypeError, ValueError):
-            raise BadRequest("timestamp must be ISO 8601") from None
+ISO_8601 = re.compile(
+    r"\d{4}-?\d{2}-?\d{2}(?:[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+RFC_3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2}))")
+"""The sandbox's own readings of a time (no parser shared with the connector): calendar ISO 8601 loosely, and
+RFC 3339 with an explicit offset as Heap's reference shows it, fields in range."""
+
+
+def _check_timestamp(item: dict[str, Any], strict: bool) -> None:
+    if "timestamp" not in item:
+        return
+    value = item["timestamp"]
+    if not isinstance(value, str):
+        raise BadRequest("timestamp must be a string")
+    if not strict:
+        if not ISO_8601.fullmatch(value):
+            raise BadRequest("timestamp must be ISO 8601")
+        return
+    found = RFC_3339.fullmatch(value)
+    if found is None:
+        raise BadRequest("timestamp must be RFC 3339 with an offset")
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    days = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    if not (1 <= month <= 12 and 1 <= day <= days[month - 1] and hour < 24 and minute < 60 and second < 60):
+        raise BadRequest("timestamp must be RFC 3339 with an offset")
 
 
 def _link(state: SandboxState, item: dict[str, Any]) -> None:

@@ -65,19 +65,19 @@ def test_a_sync_of_every_object_loads_each_stream_into_its_api_with_extra_fields
         {
             "identity": "jo@x.io",
             "event": "Logged In",
-            "timestamp": "2024-01-05T10:00:00+00:00",
+            "timestamp": "2024-01-05T10:00:00.000Z",
             "properties": {"plan": "pro"},
         },
         {
             "identity": "al@x.io",
             "event": "Logged In",
-            "timestamp": "2024-01-06T10:00:00+00:00",
+            "timestamp": "2024-01-06T10:00:00.000Z",
             "properties": {"plan": "free"},
         },
         {
             "user_id": "8675309",
             "event": "Clicked",
-            "timestamp": "2022-10-21T04:09:54.622+00:00",
+            "timestamp": "2022-10-21T04:09:54.622Z",
             "properties": {"button": "Buy"},
         },
     ]

@@ -116,7 +116,7 @@ def test_two_streams_through_three_mappings_reach_heap_exactly_with_per_stream_s
         {
             "identity": f"u{n}",
             "event": "Signed Up",
-            "timestamp": user(n)["created_at"],
+            "timestamp": user(n)["created_at"].replace("+00:00", ".000Z"),
             "properties": {"plan": user(n)["plan"]},
         }
         for n in range(1_200)
@@ -126,7 +126,7 @@ def test_two_streams_through_three_mappings_reach_heap_exactly_with_per_stream_s
         {
             "identity": order(n)["user_id"],
             "event": "Order Placed",
-            "timestamp": order(n)["placed_at"],
+            "timestamp": order(n)["placed_at"].replace("+00:00", ".000Z"),
             "properties": {
                 "order_id": n,
                 "user_id": order(n)["user_id"],

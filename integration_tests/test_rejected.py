@@ -11,7 +11,7 @@ import time
 import pytest
 
 from integration_tests.heap_sandbox import Faults, HeapSandbox
-from integration_tests.support import S3Server, catalog, config_for, record, run_connector, state
+from integration_tests.support import S3Server, StoreProxy, catalog, config_for, record, run_connector, state
 
 BUCKET = "heap-rejected"
 
@@ -62,17 +62,16 @@ def test_every_rejected_record_is_kept_with_its_reason_and_counted_on_its_state(
     ]
     objects = s3.objects(bucket)
     assert all(key.startswith("heap/rejected/4242/users/") and key.endswith(".jsonl") for key in objects)
-    rows = sorted(
-        (json.loads(line) for body in objects.values() for line in body.splitlines()), key=lambda r: r["position"]
-    )
-    assert [(row["position"], row["rejected_reason"], row["rejected_field"]) for row in rows] == [
+    rows = rows_in(objects)
+    assert [(row["_heap_position"], row["_heap_rejected_reason"], row["_heap_rejected_field"]) for row in rows] == [
         (2, 'HTTP 400 ("error property value refused")', None),
         (3, "missing identity", "email"),
         (4, "RECORD whose data is not an object", None),
     ]
-    assert rows[0]["data"]["note"] == "POISON" and rows[0]["data"]["seq"] == 1, "the record as it came"
-    assert rows[0]["data"]["big"] == 2**64 + 1 and list(rows[0]["data"])[-2:] == ["note", "big"], "exactly"
-    assert rows[1]["data"]["seq"] == 2 and rows[0]["emitted_at"] == 1666325394622
+    assert rows[0]["note"] == "POISON" and rows[0]["seq"] == 1, "the record's columns, as they came"
+    assert rows[0]["big"] == 2**64 + 1 and list(rows[0])[4:6] == ["note", "big"], "exactly, in order"
+    assert rows[1]["seq"] == 2 and rows[0]["_heap_emitted_at"] == 1666325394622
+    assert rows[2]["_heap_raw"] == json.dumps(span_with_every_kind_of_rejection()[3]), "the line, kept as it came"
     assert run.summary["rejected_records_stored"] == 3
     assert run.summary["rejected_records_store"] == "s3://heap-rejected/heap/rejected/4242"
     assert "3 rejected records kept in s3://heap-rejected/heap/rejected/4242" in run.logs
@@ -80,22 +79,22 @@ def test_every_rejected_record_is_kept_with_its_reason_and_counted_on_its_state(
 
 
 def test_csv_files_hold_many_records_under_the_namespace_and_stream(s3, bucket):
-    messages = [record(n, email=None) for n in range(50)]
+    messages = [record(n, email=None) for n in range(50)] + [record(50)]
     for message in messages:
         message["record"]["namespace"] = "crm"
     configured = catalog(sync_id=7)
     configured["streams"][0]["stream"]["namespace"] = "crm"
     with HeapSandbox() as sandbox:
         config = config_for(sandbox, object_storage_config=s3.storage(bucket))
-        run = run_connector("write", config, [*messages, {**state(49)}], catalog_json=configured)
+        run = run_connector("write", config, [*messages, {**state(50)}], catalog_json=configured)
     assert run.returncode == 0, run.stderr
     objects = s3.objects(bucket)
     assert len(objects) == 1, "one file of many records, not one object per record"
     (key, body) = next(iter(objects.items()))
     assert key.startswith("7/crm/users/") and key.endswith(".csv")
     rows = list(csv.DictReader(io.StringIO(body.decode())))
-    assert len(rows) == 50 and rows[0]["rejected_reason"] == "missing identity"
-    assert json.loads(rows[0]["data"])["seq"] == 0
+    assert len(rows) == 50 and rows[0]["_heap_rejected_reason"] == "missing identity"
+    assert rows[0]["seq"] == "0" and rows[0]["email"] == "" and rows[0]["_heap_namespace"] == "crm"
 
 
 def test_a_store_that_cannot_be_written_fails_the_sync_before_any_state_covering_a_rejected_record(s3):
@@ -136,3 +135,110 @@ def test_check_proves_the_bucket_works_and_names_a_missing_one(s3, bucket):
     status = missing.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED"
     assert "bucket 'missing-bucket'" in status["message"] and "NoSuchBucket" in status["message"]
+
+
+def rows_in(objects: dict[str, bytes]) -> list[dict]:
+    return sorted(
+        (json.loads(line) for body in objects.values() for line in body.splitlines()),
+        key=lambda row: row["_heap_position"],
+    )
+
+
+def test_a_part_the_store_refuses_fails_the_sync_and_no_state_passes_over_it(s3, bucket):
+    """Rows reach the part size (8 MB) before any STATE, and the store refuses that large a write: the sync
+    fails naming the store, and no STATE passes (it used to be turned into one record's reason)."""
+    big = "x" * 100_000
+    messages = [record(n, email=None, padding=big) for n in range(90)] + [state(89)]
+    with StoreProxy(s3.url, refuse_bodies_over=1_000_000) as proxy, HeapSandbox() as sandbox:
+        storage = {**s3.storage(bucket, format="JSONL"), "s3_endpoint": proxy.url}
+        config = config_for(sandbox, object_storage_config=storage, request_timeout_seconds=20)
+        run = run_connector("write", config, messages)
+    assert proxy.refused >= 1
+    assert run.returncode != 0 and run.states == []
+    assert "The rejected-records store" in run.errors[0]["message"] and run.errors[0]["failure_type"] == "system_error"
+
+
+def test_a_store_that_trickles_is_cut_off_by_the_deadline_in_write_and_in_check(s3, bucket):
+    with StoreProxy(s3.url, trickle=True) as proxy, HeapSandbox() as sandbox:
+        storage = {**s3.storage(bucket), "s3_endpoint": proxy.url}
+        config = config_for(sandbox, object_storage_config=storage, request_timeout_seconds=3)
+        started = time.monotonic()
+        run = run_connector("write", config, [record(0, email=None), record(1), state(1)])
+        checked = run_connector("check", config)
+        took = time.monotonic() - started
+    assert run.returncode != 0 and run.states == []
+    assert "did not answer a write within 3s" in run.errors[0]["message"]
+    status = checked.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    assert status["status"] == "FAILED" and "did not answer within 3s" in status["message"]
+    assert took < 60
+
+
+def test_every_kind_of_refusal_is_stored_as_valid_json_naming_its_stream(s3, bucket):
+    """Envelopes without data, lines deeper than the parser reads, values JSON cannot hold, integers too long
+    for Python: each is its stream's rejected record (counted so on its STATE) and a row any JSON reader
+    takes."""
+    deep = '{"a":' * 1500 + "1" + "}" * 1500
+    lines = [
+        json.dumps(record(0)),
+        json.dumps({"type": "RECORD", "record": {"stream": "users", "data": "not an object", "emitted_at": 1}}),
+        '{"type":"RECORD","record":{"stream":"users","data":' + deep + ',"emitted_at":1}}',
+        '{"type":"RECORD","record":{"stream":"users","data":{"seq":3,"email":null,"x":NaN,"y":1e400},"emitted_at":1}}',
+        '{"type":"RECORD","record":{"stream":"users","data":{"seq":4,"n":' + "9" * 5000 + '},"emitted_at":1}}',
+        '{"type":"RECORD","record":{"stream":"users","data":{"seq":5,"email":"a@b.c","n":'
+        + "8" * 2000
+        + ',"event":"E","ts":1},"emitted_at":1}}',
+        json.dumps(state(5)),
+    ]
+    with HeapSandbox() as sandbox:
+        config = config_for(sandbox, object_storage_config=s3.storage(bucket, format="JSONL"))
+        run = run_connector("write", config, [line.encode() for line in lines])
+        events = sandbox.items("events")
+    assert run.returncode == 0, run.stderr
+    assert [s["destinationStats"] for s in run.states] == [{"recordCount": 2.0, "rejectedRecordCount": 4.0}]
+    assert len(events) == 2 and len(events[1]["properties"]["n"]) == 1023, "a long integer cut like long text"
+
+    def strict(line):
+        return json.loads(line, parse_constant=lambda constant: pytest.fail(f"{constant} in a stored row"))
+
+    rows = sorted(
+        (strict(line) for body in s3.objects(bucket).values() for line in body.splitlines()),
+        key=lambda row: row["_heap_position"],
+    )
+    assert [row["_heap_position"] for row in rows] == [2, 3, 4, 5]
+    assert all(row["_heap_stream"] == "users" for row in rows)
+    assert rows[0]["_heap_raw"].startswith('{"type": "RECORD"') and '"not an object"' in rows[0]["_heap_raw"]
+    assert rows[1]["_heap_rejected_reason"] == "JSON nested too deeply" and rows[1]["_heap_raw"].endswith("}}")
+    assert (rows[2]["x"], rows[2]["y"], rows[2]["seq"]) == ("NaN", "Infinity", 3) and len(rows[2]["_heap_changed"]) == 2
+    assert rows[3]["n"] == "9" * 5000 and "4300 digits" in rows[3]["_heap_changed"][0]
+
+
+def test_a_record_refused_by_two_mappings_is_stored_once_and_streams_keep_their_own_folders(s3, bucket):
+    names = ["a/b", "a_b"]
+    mappings = [
+        {"stream": name, "api": {"api_type": api, "identity_column": "email", **extra}}
+        for name in names
+        for api, extra in (("add_user_properties", {}), ("track", {"event_name": "Seen"}))
+    ]
+    configured = catalog(*names, sync_id=8)
+    messages = [record(n, stream=name, email=None) for n, name in enumerate(names)]
+    with HeapSandbox() as sandbox:
+        storage = s3.storage(bucket, format="JSONL")
+        config = config_for(sandbox, mappings=mappings, object_storage_config=storage)
+        run = run_connector("write", config, [*messages, state(0, "a/b"), state(1, "a_b")], catalog_json=configured)
+    assert run.returncode == 0, run.stderr
+    objects = s3.objects(bucket)
+    assert sorted(key.rsplit("/", 1)[0] for key in objects) == ["8/a%2Fb", "8/a_b"]
+    rows = rows_in(objects)
+    assert [(row["_heap_stream"], row["seq"]) for row in rows] == [("a/b", 0), ("a_b", 1)], "once each"
+
+
+def test_states_waiting_for_the_store_are_held_within_the_bound(s3, bucket):
+    """Past 10,000 STATEs waiting for rejected rows, the rows are written and the STATEs pass, without waiting
+    for the store's next due write."""
+    messages = [record(0, email=None), *(state(0) for _ in range(10_500)), record(1, email=None), state(1)]
+    with HeapSandbox() as sandbox:
+        config = config_for(sandbox, object_storage_config=s3.storage(bucket, format="JSONL"))
+        run = run_connector("write", config, messages)
+    assert run.returncode == 0, run.stderr
+    assert len(run.states) == 10_501
+    assert len(s3.objects(bucket)) == 2, "one write when the bound was reached, one at the end"

@@ -557,3 +557,81 @@ def test_star_sends_what_its_definition_says_whether_the_plan_knows_a_path_or_no
             plan.add(properties, record, notes, long_texts)
             assert (properties, notes) == expected
             assert list(properties) == list(expected[0]), "in the record's order"
+
+
+def reference_properties(api, record):
+    """A record's properties by the guide's rules alone, record by record (no plan): the named columns first,
+    each under its Heap name (a nested value flattened under dotted names); then with `*` every other
+    top-level column, but those named, those filling Heap's own fields, those left out, Airbyte's own
+    (`_airbyte_*`), a column whose name a named column took (noted), and a name Heap refuses (noted). A
+    name already taken keeps its first value (noted)."""
+    properties, notes = {}, []
+    selection = api.properties
+
+    def put(name, value, path, left_out):
+        if path in left_out or path.replace(".", "_") in left_out:
+            return
+        if type(value) is dict:
+            for key, inner in value.items():
+                put(f"{name}.{key}", inner, f"{path}.{key}", left_out)
+        else:
+            add_property(properties, name, value, notes, api.joins_arrays)
+
+    for column in selection.named:
+        value = Column(column.source).lookup(record)
+        if value is not MISSING:
+            put(column.name, value, column.source, set(selection.excluded) - {column.source})
+    if selection.rest:
+        left_out = {c.source for c in selection.named} | set(selection.excluded) | api.own_field_columns
+        names = {c.name for c in selection.named}
+        for key, value in record.items():
+            if key in left_out or key.startswith("_airbyte_"):
+                continue
+            if key in names:
+                notes.append(GAVE_WAY)
+            elif key.lower() in api.refused_property_names:
+                notes.append(REFUSED_NAME_LEFT_OUT)
+            else:
+                put(key, value, key, left_out)
+    return properties, notes
+
+
+star_keys = st.sampled_from(["a", "b", "c", "a.b", "a_b", "b.c", "id", "User_Id", "_airbyte_raw_id", "e", "k"])
+star_records = st.dictionaries(
+    star_keys,
+    json_values | st.dictionaries(st.sampled_from(["b", "c", "d"]), json_values, max_size=3),
+    max_size=8,
+)
+
+
+@pytest.mark.parametrize(
+    "columns", ["*", "a, *", "b as a.b, *", "a as c, *, -b", "c, a, *", "*, -a.b, e as a.c", "b as x, a"]
+)
+@pytest.mark.parametrize(
+    "api",
+    [
+        {"api_type": "add_user_properties", "identity_column": "k"},
+        {"api_type": "track", "identity_column": "k", "event_column": "e"},
+    ],
+    ids=["user_properties", "track"],
+)
+@given(records=st.lists(star_records, min_size=1, max_size=5))
+def test_a_mapper_sends_the_properties_the_guide_defines_record_after_record(api, columns, records):
+    """The mapper plans `*` once per stream and walks later records by the plan: on any records, in any order,
+    it sends what the plain rule sends for each record alone (a named column's flattened names included)."""
+    config = HeapConfig.parse({"app_id": "11", "api": {**api, "property_columns": columns}})
+    mapper_of_stream = mapper_for(config.api, IdempotencyKey("users"))
+    for record in [*records, *records]:
+        record = {**record, "k": "jo@x.io", "e": "Signed Up"}
+        item = mapper_of_stream.map(record, EMITTED_AT, 1)
+        assert isinstance(item, HeapItem)
+        expected, notes = reference_properties(config.api, record)
+        assert item.body["properties"] == expected and list(item.body["properties"]) == list(expected)
+        assert sorted(item.notes) == sorted(notes)
+
+
+@pytest.mark.parametrize("columns", ["*", "n"])
+def test_an_integer_longer_than_heaps_texts_is_sent_as_text_cut_to_their_length(columns):
+    api = {"api_type": "add_user_properties", "identity_column": "k", "property_columns": columns}
+    item = map_one(api, {"k": "jo@x.io", "n": int("8" * 2000)})
+    assert item.body["properties"]["n"] == "8" * MAX_TEXT and item.notes == (TRUNCATED_VALUE,)

@@ -122,7 +122,7 @@ def test_names_become_one_key_segment_each_and_never_share_one():
 
 
 def test_no_store_unless_one_is_configured():
-    assert store_for(None, "1").where is None
+    assert store_for(None, "1", 60).where is None
     config = HeapConfig.parse(
         {
             "app_id": "11",
