@@ -693,9 +693,8 @@ class IdentifyMapper(RecordMapper):
             return MISSING_USER_ID
         user_id = user_id_text(value)
         if user_id is None:
-            if type(value) is str and is_placeholder(value):
-                return USER_ID_PLACEHOLDER
-            return NOT_A_USER_ID
+            text = identity_text(value)
+            return USER_ID_PLACEHOLDER if text is not None and is_placeholder(text) else NOT_A_USER_ID
         if user_id == "0":
             return USER_ID_PLACEHOLDER
         body["user_id"] = user_id

@@ -49,14 +49,17 @@ def test_check_succeeds_with_an_empty_request_that_creates_nothing(sandbox):
     status = check(config_for(sandbox))
     assert status["status"] == "SUCCEEDED" and "write --dry-run" in status["message"]
     snapshot = sandbox.state.snapshot()
-    assert snapshot["requests"] == 1
+    assert snapshot["requests"] == 2, "one empty request for the app id, one for an app id no environment has"
     assert all(items == [] for items in snapshot["accepted"].values())
+    assert "Heap knows app_id '11'" in status["message"]
 
 
 def test_check_names_a_bad_app_id(sandbox):
     status = check({**config_for(sandbox), "app_id": "not-my-env"})
     assert status["status"] == "FAILED"
-    assert status["message"].startswith("Heap rejected app_id 'not-my-env': check the environment id under Account")
+    assert status["message"].startswith(
+        "Heap answers app_id 'not-my-env' as it answers an app id no environment has (HTTP 400"
+    ) and status["message"].endswith("check the environment id under Account > Manage > Projects")
 
 
 def test_check_names_an_unreachable_host():
