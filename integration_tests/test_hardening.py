@@ -235,3 +235,9 @@ def test_heaps_echo_of_a_request_never_reaches_a_line_and_lines_stay_short():
     assert len(run.summary["rejected_by_reason"]) <= 3
     assert_clean(run, *PERSONAL, "private.example", "\\u006a\\u0061\\u006e\\u0065", "POISON_")
     assert len(json.dumps(run.summary)) < 2_000
+
+
+def test_an_unmappable_record_under_fail_is_named_with_its_reason(sandbox):
+    run = run_connector("write", config_for(sandbox, on_rejected_record="fail"), [record(0, email=None), state(0)])
+    assert run.returncode != 0
+    assert run.errors[0]["message"] == "Record 1 cannot be sent (on_rejected_record is 'fail'): missing identity"

@@ -197,3 +197,15 @@ def test_the_rejected_records_store_is_checked_like_every_option():
         object_storage_config={"storage_type": "S3", "s3_bucket_name": "b", "s3_endpoint": "https://u:p@h"}
     )
     assert parse(object_storage_config={"storage_type": "None"}).object_storage_config.storage_type == "None"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://user:s3cr3tpw@store.local:99999", "http://user:s3cr3tpw@store:local:9000", "https://u:s3cr3tpw@h"],
+)
+def test_a_store_endpoint_never_quotes_its_password_back(endpoint):
+    storage = {"storage_type": "S3", "s3_bucket_name": "b", "s3_endpoint": endpoint}
+    with pytest.raises(AirbyteTracedException) as raised:
+        HeapConfig.parse({"app_id": "11", "object_storage_config": storage})
+    assert "s3_endpoint" in raised.value.message and "s3cr3tpw" not in raised.value.message
+    assert "s3cr3tpw" not in str(raised.value) and "s3cr3tpw" not in (raised.value.internal_message or "")
