@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-VERSION = "0.4.6"
+VERSION = "0.5.0"
 
 setup(
     name="destination-heap-analytics",

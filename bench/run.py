@@ -287,8 +287,11 @@ PACING_CASES = [
     ("fixed 10 s windows", 10.0, True, 60_000, 60_000, 60_000),
     ("half the configured limit, 60 s sliding", 60.0, False, 30_000, 60_000, 120_000),
     ("half the configured limit, fixed 10 s", 10.0, True, 30_000, 60_000, 60_000),
+    ("12,000 under Heap's documented 15,000, fixed 10 s", 10.0, True, 12_000, None, 30_000),
+    ("12,000 under Heap's documented 15,000, 60 s sliding", 60.0, False, 12_000, None, 36_000),
 ]
-"""name, window seconds, fixed, items a minute the sandbox enforces, items a minute configured, records."""
+"""name, window seconds, fixed, items a minute the sandbox enforces, items a minute configured (None: track's
+documented 15,000), records."""
 
 
 def pacing(path: Path, case: tuple[str, float, bool, int, int, int]) -> dict[str, Any]:
@@ -299,6 +302,19 @@ def pacing(path: Path, case: tuple[str, float, bool, int, int, int]) -> dict[str
     run["case"] = name
     run["share_of_limit"] = share_after_first_window(run, window, enforced)
     return run
+
+
+def pacing_cases() -> list[dict[str, Any]]:
+    """Every pacing case, each on a file of its own size."""
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in PACING_CASES:
+            print(f"pacing: {case[0]}", flush=True)
+            path = Path(tmp) / f"records-{case[-1]}.jsonl"
+            if not path.exists():
+                generate(path, case[-1])
+            runs.append(pacing(path, case))
+    return runs
 
 
 EARLY_429_LIMIT = 60_000
@@ -636,7 +652,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument(
         "--only",
-        choices=["early-429", "quiet", "rejected", "identify", "nested"],
+        choices=["early-429", "quiet", "rejected", "identify", "nested", "pacing"],
         action="append",
         help="run only these modes, keeping the rest of --out",
     )
@@ -654,7 +670,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
-        for size in sorted({args.records, args.small} | {case[-1] for case in PACING_CASES}):
+        for size in sorted({args.records, args.small}):
             files[size] = Path(tmp) / f"records-{size}.jsonl"
             generate(files[size], size)
         distinct = {}
@@ -676,10 +692,6 @@ def main() -> None:
         latency_faults = Faults(latency=LATENCY, keep_items=False)
         results["latency"] = median_of([connector(main_file, args.records, latency_faults) for _ in range(args.repeat)])
         results["per_row_latency"] = per_row(main_file, 100, LATENCY)
-        results["pacing"] = []
-        for case in PACING_CASES:
-            print(f"pacing: {case[0]}", flush=True)
-            results["pacing"].append(pacing(files[case[-1]], case))
         print("properties: add_user_properties, distinct users, default config", flush=True)
         properties = {"api": PROPERTIES_API, "max_events_per_minute": None}
         documented = Faults(identity_limit=30, identity_window=30.0, keep_items=False, validate=False)
@@ -695,13 +707,15 @@ def main() -> None:
             max_events_per_minute=None,
             max_retry_seconds=15,
         )
-    run_adaptive(results, ["early-429", "quiet", "rejected", "identify", "nested"])
+    run_adaptive(results, ["pacing", "early-429", "quiet", "rejected", "identify", "nested"])
     report(results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 
 def run_adaptive(results: dict[str, Any], modes: list[str]) -> None:
     """The modes of how the connector adapts over time: an early throttle, and a source gone quiet."""
+    if "pacing" in modes:
+        results["pacing"] = pacing_cases()
     if "early-429" in modes:
         print("early-429: the first request throttled, 60,000 a minute enforced and configured", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -857,7 +871,8 @@ def pacing_rows(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     for run in runs:
         half = run["case"].startswith("half")
         fixed = "fixed" in run["case"]
-        target = ">= 80%, <= 15%" if half else (">= 90%, <= 2%" if fixed else ">= 95%, <= 1%")
+        below = "under Heap's documented" in run["case"]
+        target = ">= 80%, <= 15%" if half else (">= 90%, <= 2%" if fixed or below else ">= 95%, <= 1%")
         rows.append(
             (
                 f"pacing, {run['case']}: share of the limit, requests throttled",

@@ -214,7 +214,7 @@ class BatchSender:
 
     def _send(self, batch: Batch) -> BatchResult:
         result = BatchResult(batch.number)
-        parts = batch.parts(self.splits.part_size(len(batch)))[::-1]
+        parts = batch.parts(min(self.splits.part_size(len(batch)), self.pacer.app.request_items()))[::-1]
         while parts:
             part = parts.pop()
             answer = self._post(part, result)

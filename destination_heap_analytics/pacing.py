@@ -31,6 +31,10 @@ SLOW = 1.02
 KNEE = 0.9
 """The share of the rate Heap last throttled at up to which the rate grows FAST: a throttle far below the
 ceiling (a spike, a burst elsewhere) is soon forgotten, while a real lower limit is probed gently."""
+THROTTLED_REQUEST_SHARE = 0.01
+"""Once Heap has throttled, a request holds at most this share of a minute at the current pace: however Heap
+counts (a fixed window holds many small requests), one request that does not fit costs little, and a
+window's last room is not left empty for want of a request small enough to fill it."""
 RECEIPT_MARGIN = 10.0
 """Seconds added to an identity window, so a request counted when it leaves still counts however late
 (within the margin) Heap receives it."""
@@ -85,6 +89,7 @@ class AppRate:
             self.ceiling, self.floor = math.inf, FLOOR
         self.rate = self.ceiling
         self.throttled_at = math.inf
+        self.throttles = 0
         self.tat = -math.inf
         self.paused_until = -math.inf
         self.cut_until = -math.inf
@@ -100,6 +105,13 @@ class AppRate:
         self._grow(now)
         ready = max(self.tat, now) + (units - self.burst) / self.rate
         return max(ready, self.paused_until) - now
+
+    def request_items(self) -> int:
+        """The most items a request holds now: the largest request until Heap throttles, then
+        THROTTLED_REQUEST_SHARE of a minute at the current pace."""
+        if not (self.throttles and math.isfinite(self.rate)):
+            return self.burst
+        return max(1, min(self.burst, int(self.rate * 60 * THROTTLED_REQUEST_SHARE)))
 
     def take(self, units: int, now: float) -> None:
         """Spends a request of `units` items now."""
@@ -139,6 +151,7 @@ class AppRate:
             cut = max(cut, rate * DEEPEST_CUT)
         self.rate = max(cut, self.floor)
         self.throttled_at = rate
+        self.throttles += 1
         self.changed = now
         self.cut_until = max(now, self.paused_until)
 

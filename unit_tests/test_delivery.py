@@ -182,10 +182,20 @@ def test_a_batch_of_refused_items_costs_about_a_request_an_item(heap, fail_fast)
             test_sender.send(batch(*[f"u{n}" for n in range(1000)]))
         assert heap.call_count <= 11
         return
+    test_sender.guard.accept()  # Heap accepted an earlier request: these refusals are the records' own
     for number in range(3):
         result = test_sender.send(batch(*[f"u{number}-{n}" for n in range(1000)]))
         assert len(result.rejections) == 1000
     assert heap.call_count <= 3_300, "halving costs 2n - 1 requests; the policy keeps it near n"
+
+
+def test_a_heap_that_has_accepted_nothing_and_refused_a_hundred_requests_stops_the_sync(heap):
+    heap.answer(Reply(400, '{"error": "refused"}'))
+    test_sender = sender(heap.url)
+    with pytest.raises(AirbyteTracedException, match="refused the first 100 requests") as raised:
+        test_sender.send(batch(*[f"u{n}" for n in range(1000)]))
+    assert heap.call_count == 100
+    assert raised.value.failure_type == FailureType.config_error
 
 
 def test_split_policy_halves_while_refusals_are_rare_and_shrinks_parts_as_they_grow():

@@ -341,3 +341,13 @@ def test_pacers_sharing_an_app_rate_share_its_ceiling():
         sent.append(pacer.reserve([f"k{n}-{i}" for i in range(1000)], stop))
     spacing = [later - earlier for earlier, later in itertools.pairwise(sent)]
     assert min(spacing) == pytest.approx(1000 / (1000 * AIM)), "one pace for both APIs, not one each"
+
+
+def test_requests_hold_one_percent_of_a_minute_at_the_pace_once_heap_has_throttled():
+    rate = AppRate(15_000)
+    assert rate.request_items() == 450, "3% of the documented ceiling until Heap throttles"
+    rate.throttled(sent_at=0.0, retry_after=None, now=1.0)
+    assert rate.request_items() == int(rate.rate * 60 * 0.01) < 450
+    unlimited = AppRate(None)
+    unlimited.throttled(sent_at=0.0, retry_after=None, now=1.0)
+    assert unlimited.request_items() == 1000, "no pace measured yet: the largest request"
