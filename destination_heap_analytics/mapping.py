@@ -221,7 +221,14 @@ ARRAY_SEPARATOR = "||"
 
 def joined_list(value: list[Any], notes: list[str]) -> str | None:
     """A list as one text, the way Heap stores track's arrays: its elements' texts joined by `||` (nulls
-    dropped; objects and lists as their JSON), cut to Heap's length; None for a list of nothing."""
+    dropped; objects and lists as their JSON), cut to Heap's length; None for a list of nothing. A short list
+    of texts, the common case, is joined as it is (cutting each text first leaves the same cut join)."""
+    if len(value) <= SHORT_LIST:
+        for element in value:
+            if type(element) is not str:
+                break
+        else:
+            return heap_scalar(ARRAY_SEPARATOR.join(value), notes) if value else None
     texts = []
     for element in value:
         kind = type(element)

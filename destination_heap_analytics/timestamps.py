@@ -31,7 +31,23 @@ def heap_time(value: Any) -> str | None:
     """Heap's form of a time value, or None when the value is not a time."""
     kind = type(value)
     if kind is str:
-        return _from_text(value.strip())
+        text = value.strip()
+        epoch = text.find("-", 1) < 0 and ":" not in text and EPOCH_TEXT.fullmatch(text)
+        if epoch and (len(text) != 8 or not text.isdigit()):
+            return _from_epoch(Decimal(text))
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = _unusual(text)
+            if moment is None:
+                return None
+        zone = moment.tzinfo
+        if zone is None or zone is UTC:
+            same = _as_written(text, moment.microsecond)
+            if same is not None:
+                return same
+            moment = moment.replace(tzinfo=UTC)
+        return utc_text(moment)
     if kind is int:
         return _from_epoch(Decimal(value))
     if kind is float:
@@ -40,6 +56,31 @@ def heap_time(value: Any) -> str | None:
         except InvalidOperation:  # nan, inf
             return None
     return None
+
+
+UTC_SUFFIXES = ("Z", "+00:00")
+
+
+def _as_written(text: str, microsecond: int) -> str | None:
+    """Heap's form of a UTC time read from `text`, cut from the text itself when it is laid out as
+    `YYYY-MM-DD[T ]HH:MM:SS[.fff|.ffffff][Z|+00:00]` (fromisoformat having read it, each field is where
+    Heap's form has it), else None. Formatting a datetime costs several times what reading one does."""
+    if len(text) < 19 or text[4] != "-" or text[7] != "-" or text[10] not in "T " or text[13] != ":":
+        return None
+    if text[16] != ":":
+        return None
+    fraction = text[19:]
+    for suffix in UTC_SUFFIXES:
+        if text.endswith(suffix):
+            fraction = text[19 : len(text) - len(suffix)]
+            break
+    if fraction == "":
+        return f"{text[:10]}T{text[11:19]}.000Z"
+    if fraction[0] != "." or len(fraction) not in (4, 7) or not fraction[1:].isdigit():
+        return None
+    if len(fraction) == 7 and microsecond % 1000 == 0:
+        fraction = fraction[:4]
+    return f"{text[:10]}T{text[11:19]}{fraction}Z"
 
 
 def heap_time_of_epoch_ms(milliseconds: float) -> str | None:
@@ -61,12 +102,8 @@ def utc_text(moment: datetime) -> str | None:
     return moment.isoformat(timespec=spec)[:-6] + "Z"
 
 
-def _from_text(text: str) -> str | None:
-    if EPOCH_TEXT.fullmatch(text) and (len(text) != 8 or not text.isdigit()):
-        try:
-            return _from_epoch(Decimal(text))
-        except InvalidOperation:
-            return None
+def _unusual(text: str) -> datetime | None:
+    """A time fromisoformat does not read as written: lowercase `t` or `z`, or an ordinal date."""
     text = text.upper()
     ordinal = ORDINAL.match(text)
     if ordinal is not None:
@@ -76,12 +113,9 @@ def _from_text(text: str) -> str | None:
         date = datetime(year, 1, 1) + timedelta(days=day - 1)
         text = f"{year:04d}-{date.month:02d}-{date.day:02d}{text[ordinal.end() :]}"
     try:
-        moment = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return utc_text(moment)
 
 
 def _leap(year: int) -> bool:

@@ -31,7 +31,9 @@ from destination_heap_analytics.mapping import (
     add_property,
     failure_reason,
     heap_list,
+    heap_scalar,
     is_placeholder,
+    joined_list,
     mapper_for,
     stable_hash,
 )
@@ -635,3 +637,17 @@ def test_an_integer_longer_than_heaps_texts_is_sent_as_text_cut_to_their_length(
     api = {"api_type": "add_user_properties", "identity_column": "k", "property_columns": columns}
     item = map_one(api, {"k": "jo@x.io", "n": int("8" * 2000)})
     assert item.body["properties"]["n"] == "8" * MAX_TEXT and item.notes == (TRUNCATED_VALUE,)
+
+
+@given(st.lists(st.text(max_size=1100) | st.none() | st.integers() | st.booleans(), max_size=20))
+def test_a_list_joined_for_the_property_apis_is_the_same_by_the_short_path_and_the_plain_rule(value):
+    """The plain rule: each element's text (cut to Heap's length), nulls dropped, joined by `||`, cut again."""
+    texts = [heap_scalar(e, []) for e in value if e is not None]
+    plain = "||".join(t if type(t) is str else str(t) for t in texts)
+    notes = []
+    joined = joined_list(value, notes)
+    if not texts:
+        assert joined is None
+    else:
+        assert joined == plain[:MAX_TEXT]
+        assert notes == ([TRUNCATED_VALUE] if len(plain) > MAX_TEXT else [])
