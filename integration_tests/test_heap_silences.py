@@ -3,9 +3,13 @@ is one answer Heap may give; every API is checked and loaded under each."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
-from integration_tests.heap_sandbox import Faults, HeapSandbox
+import pytest
+import requests
+
+from integration_tests.heap_sandbox import RFC_3339, Faults, HeapSandbox
 from integration_tests.support import catalog, config_for, platform_state, run_connector
 
 MAPPINGS = [
@@ -162,3 +166,59 @@ def test_placeholder_identities_are_never_sent(identity):
     assert run.returncode == 0, run.stderr
     assert [event["identity"] for event in events] == ["jo@x.io"]
     assert run.states[0]["destinationStats"] == {"recordCount": 1.0, "rejectedRecordCount": 1.0}
+
+
+REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "heap_reference.json").read_text())
+FIELDS = {"/api/track": "events", "/api/add_user_properties": "users", "/api/add_account_properties": "accounts"}
+
+
+def form(value):
+    """A value's form: its type, and for a time whether it is RFC 3339 with an offset."""
+    if isinstance(value, dict):
+        return {key: form(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return sorted({json.dumps(form(inner)) for inner in value})
+    if isinstance(value, str) and RFC_3339.fullmatch(value):
+        return "rfc 3339"
+    return type(value).__name__
+
+
+@pytest.mark.parametrize("path", REFERENCE.keys() - {"_source"})
+def test_heaps_reference_bodies_are_accepted_by_the_strict_emulator(path):
+    with HeapSandbox(Faults(strict_times=True, property_arrays="refuse", empty_bulk="refuse")) as sandbox:
+        for body in REFERENCE[path]:
+            answer = requests.post(sandbox.url + path, json=body, timeout=10)
+            assert answer.status_code == 200, (body, answer.text)
+
+
+def test_what_the_connector_sends_has_the_forms_of_heaps_reference():
+    shown = {}
+    for path, bodies in REFERENCE.items():
+        if path == "_source":
+            continue
+        for body in bodies:
+            items = body.get(FIELDS.get(path, ""), [{k: v for k, v in body.items() if k != "app_id"}])
+            for item in items:
+                for key, value in item.items():
+                    if key != "properties":
+                        shown.setdefault(path, {})[key] = form(value)
+    with HeapSandbox() as sandbox:
+        config = config_for(sandbox, mappings=MAPPINGS)
+        run = run_connector("write", config, messages(), catalog_json=catalog("events", "links", "users", "accounts"))
+        sent = {
+            "/api/track": sandbox.items("events"),
+            "/api/v1/identify": sandbox.items("identify"),
+            "/api/add_user_properties": sandbox.items("users"),
+            "/api/add_account_properties": sandbox.items("accounts"),
+        }
+    assert run.returncode == 0, run.stderr
+    for path, items in sent.items():
+        for item in items:
+            for key, value in item.items():
+                if key == "properties":
+                    continue
+                assert key in shown[path], f"{path} sends {key}, which Heap's reference does not show"
+                assert form(value) == shown[path][key], (path, key, value)
+            for value in item.get("properties", {}).values():
+                allowed = ("str", "int", "float") if path != "/api/track" else ("str", "int", "float", "list")
+                assert type(value).__name__ in allowed
