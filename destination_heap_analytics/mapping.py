@@ -55,7 +55,8 @@ def placeholder_reason(field: str) -> str:
 def is_placeholder(text: str) -> bool:
     """Whether a user or account key is blank or a known placeholder."""
     if len(text) <= LONGEST_PLACEHOLDER:
-        return text.strip().lower() in PLACEHOLDERS or not text.strip()
+        trimmed = text.strip()
+        return not trimmed or trimmed.lower() in PLACEHOLDERS
     return text.isspace()
 
 

@@ -111,7 +111,7 @@ class Delivery:
         self.refusal: tuple[str, str] | None = None
         self.refusals = 0
 
-    def refused(self, unmappable: Unmappable, stream: StreamKey) -> None:
+    def refused(self, unmappable: Unmappable) -> None:
         """Counts a record this mapping could not map; a config error once the first ALL_REFUSED_EARLY all
         failed the same rule on the same column."""
         if self.mapped:
@@ -288,7 +288,7 @@ class Sync:
             except Exception as error:
                 mapped = Unmappable(failure_reason(error), position)
             if type(mapped) is Unmappable:
-                delivery.refused(mapped, stream)
+                delivery.refused(mapped)
                 self._unmappable(stream, mapped, line if line is not None else (data, emitted_at))
                 continue
             delivery.mapped = True
