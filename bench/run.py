@@ -486,13 +486,17 @@ def nested_floor_loop(path: Path, api_type: str) -> tuple[int, tuple[dict[str, A
                 item = {
                     "identity": data["email"],
                     "event": data["identities"]["connection"],
-                    "timestamp": data["updated_at"],
+                    "timestamp": data["updated_at"][:23] + "Z",  # Heap's form of the shape's +00:00 times
                     "properties": properties,
                     "idempotency_key": blake2b(
                         dumps(["users", [data["event_id"]]], option=sort), digest_size=16
                     ).hexdigest(),
                 }
             else:
+                del properties["user_id"]  # Heap refuses it as a user property
+                tags = properties.pop("tags")
+                if tags:  # Heap documents no arrays for properties: joined as track stores them
+                    properties["tags"] = "||".join(tags)
                 item = {"identity": data["email"], "properties": properties}
             items.append(item)
             if len(items) == 1000:

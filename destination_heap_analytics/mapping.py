@@ -389,10 +389,10 @@ past it, so the plan's memory is bounded."""
 class KeyPlan:
     """One key path of a stream's records as `*` sends it: what to do with its values and the Heap name they
     go under; under it, the plans of the keys found there, and the names of those sent as they are (False
-    for those left out, None for those the walk hands to the general path: noted, or named too long for Heap,
-    or empty, which a walk cannot tell from False in one test)."""
+    for those left out, "" for those left out with a note, kept in `notes`, None for those the walk hands to
+    the general path: named too long for Heap, or empty)."""
 
-    __slots__ = ("action", "children", "flat", "name", "names", "path")
+    __slots__ = ("action", "children", "flat", "name", "names", "notes", "path")
 
     def __init__(self, action: int, name: str, path: str, flat: str) -> None:
         self.action = action
@@ -401,6 +401,7 @@ class KeyPlan:
         self.flat = flat
         self.children: dict[str, KeyPlan] = {}
         self.names: dict[str, str | bool | None] = {}
+        self.notes: dict[str, str] = {}
 
 
 class RestPlan:
@@ -445,6 +446,8 @@ class RestPlan:
             if not name:
                 if name is None:
                     self._unusual(properties, parent, key, inner, notes, long_texts)
+                elif name is not False:
+                    notes.append(parent.notes[key])
                 continue
             kind = type(inner)
             if kind is str:
@@ -512,6 +515,9 @@ class RestPlan:
             parent.children[key] = plan
             if action == LEAVE_OUT:
                 parent.names[key] = False
+            elif action in (GIVE_WAY, REFUSE):
+                parent.names[key] = ""
+                parent.notes[key] = GAVE_WAY if action == GIVE_WAY else REFUSED_NAME_LEFT_OUT
             elif action == SEND and 0 < len(name) <= MAX_TEXT:
                 parent.names[key] = name
             else:

@@ -24,6 +24,9 @@ SECONDS_BELOW = 10**11
 MILLISECONDS_BELOW = 10**14
 MICROSECONDS_BELOW = 10**17
 EPOCH_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+HEAP_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}(?:Z|\+00:00)")
+"""Heap's form to the millisecond, or with `+00:00` for `Z`: what most sources write, sent without parsing it
+into parts and formatting them again (which costs several times the check)."""
 ORDINAL = re.compile(r"([0-9]{4})-?([0-9]{3})(?=$|[T ])")
 
 
@@ -31,6 +34,12 @@ def heap_time(value: Any) -> str | None:
     """Heap's form of a time value, or None when the value is not a time."""
     kind = type(value)
     if kind is str:
+        if HEAP_FORM.fullmatch(value) is not None:
+            try:
+                datetime.fromisoformat(value)  # a real date and time
+                return value if len(value) == 24 else value[:23] + "Z"
+            except ValueError:
+                pass
         text = value.strip()
         epoch = text.find("-", 1) < 0 and ":" not in text and EPOCH_TEXT.fullmatch(text)
         if epoch and (len(text) != 8 or not text.isdigit()):

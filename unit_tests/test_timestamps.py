@@ -142,3 +142,10 @@ def test_an_aware_time_keeps_its_instant():
     moment = datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=-5)))
     assert heap_time(moment.isoformat()) == expected(moment.replace(tzinfo=None), timedelta(hours=-5))
     assert heap_time(moment.astimezone(UTC).isoformat()) == "2024-01-01T17:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "text", ["2022-02-30T00:00:00.000Z", "2022-10-21T24:00:00.000+00:00", "2022-13-01T00:00:00.000Z"]
+)
+def test_heaps_own_form_of_a_time_that_does_not_exist_is_no_time(text):
+    assert heap_time(text) is None
