@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-VERSION = "0.5.0"
+VERSION = "0.5.1"
 
 setup(
     name="destination-heap-analytics",
@@ -29,5 +29,5 @@ setup(
             "moto[server]>=5",
         ],
     },
-    entry_points={"console_scripts": ["destination-heap-analytics=destination_heap_analytics.destination:run"]},
+    entry_points={"console_scripts": ["destination-heap-analytics=destination_heap_analytics:run"]},
 )
