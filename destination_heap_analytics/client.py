@@ -56,6 +56,7 @@ class Verdict(enum.Enum):
     THROTTLED = "throttled"
     TRANSIENT = "transient"
     TLS_FAILED = "tls failed"
+    NO_SUCH_HOST = "no such host"
     BAD_APP_ID = "bad app id"
     REDIRECTED = "redirected"
     FATAL = "fatal"
@@ -256,6 +257,8 @@ class HeapClient:
             # urllib3 keeps NewConnectionError a kind of timeout for history's sake: a refused connection is not one.
             if isinstance(error, RequestTimeout) and not isinstance(error, NewConnectionError):
                 return Answer(Verdict.TRANSIENT, detail=f"timed out ({type(error).__name__})")
+            if any(isinstance(inner, socket.gaierror) for inner in _causes(error)):
+                return Answer(Verdict.NO_SUCH_HOST, detail="its host name does not resolve")
             handshake = _tls_error(error)
             if handshake is not None:
                 return Answer(Verdict.TLS_FAILED, detail=f"TLS handshake failed: {handshake}")

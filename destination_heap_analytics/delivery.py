@@ -274,7 +274,7 @@ class BatchSender:
             previous, answer = answer, self.client.post(payload)
             if answer.verdict is Verdict.THROTTLED:
                 self.pacer.throttled(sent_at, answer.retry_after)
-            elif answer.verdict is Verdict.TRANSIENT or answer.verdict is Verdict.TLS_FAILED:
+            elif answer.verdict is Verdict.TRANSIENT or answer.verdict in CONFIG_FAULTS:
                 self.pacer.gave_up()
             else:
                 self.pacer.passed(len(part.items))
@@ -283,9 +283,9 @@ class BatchSender:
             result.requests += 1
             if answer.verdict is Verdict.THROTTLED:
                 result.throttled += 1
-            elif answer.verdict is Verdict.TLS_FAILED:
-                if previous is not None and previous.verdict is Verdict.TLS_FAILED:
-                    raise tls_failed(self.client.url, answer)
+            elif answer.verdict in CONFIG_FAULTS:
+                if previous is not None and previous.verdict is answer.verdict:
+                    raise unreachable(self.client.url, answer)
             elif answer.verdict is not Verdict.TRANSIENT:
                 return self._final(answer)
             now = self.clock()
@@ -337,8 +337,17 @@ def bad_app_id(app_id: str, answer: Answer) -> AirbyteTracedException:
     )
 
 
-def tls_failed(url: str, answer: Answer) -> AirbyteTracedException:
-    """The config error for a TLS handshake that failed twice the same way: not a passing fault."""
+CONFIG_FAULTS = (Verdict.TLS_FAILED, Verdict.NO_SUCH_HOST)
+"""Network faults that, twice in a row, are the config's: retrying them for max_retry_seconds would only hide it."""
+
+
+def unreachable(url: str, answer: Answer) -> AirbyteTracedException:
+    """The config error for a host that does not resolve, or a TLS handshake that failed twice."""
+    if answer.verdict is Verdict.NO_SUCH_HOST:
+        return config_error(
+            f"cannot reach {origin_of(url)}: {answer.detail}. Check region and base_url (leave base_url empty to "
+            "use the region's address), and that the Airbyte host can resolve names on the internet."
+        )
     return config_error(
         f"The TLS handshake with {origin_of(url)} failed twice ({answer.detail}): the server there may not "
         "speak https on that port, or its certificate is not trusted. Check base_url's scheme (https) and port, "

@@ -32,7 +32,7 @@ from .activation import catalog_message, protocol_json
 from .batching import Batch, RequestBody
 from .client import Answer, HeapClient, Verdict
 from .config import HeapConfig, S3Storage, TrackApi, config_error
-from .delivery import redirected, tls_failed
+from .delivery import CONFIG_FAULTS, redirected, unreachable
 from .messages import LineReader, ObjectReader, polled_lines, ticking
 from .rejected import check_store, store_for
 from .routing import routes
@@ -142,8 +142,8 @@ class DestinationHeapAnalytics(Destination):
         answer = client.post(RequestBody(config.app_id, items_field)(Batch(0)))
         if answer.verdict is Verdict.REDIRECTED:
             return redirected(url, answer).message, ""
-        if answer.verdict is Verdict.TLS_FAILED:
-            return tls_failed(url, answer).message, ""
+        if answer.verdict in CONFIG_FAULTS:
+            return unreachable(url, answer).message, ""
         if answer.status is None:
             return f"cannot reach {url}: {answer.detail}", ""
         if answer.verdict not in (Verdict.ACCEPTED, Verdict.REJECTED, Verdict.BAD_APP_ID):

@@ -220,3 +220,19 @@ def test_https_to_a_server_speaking_plain_http_is_a_config_error_at_once():
     assert elapsed < 20, "not retried for the whole budget"
     status = check.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and f"The TLS handshake with {origin}" in status["message"]
+
+
+def test_a_host_that_does_not_resolve_is_the_config_error_check_gives_within_seconds():
+    with HeapSandbox() as sandbox:
+        config = config_for(sandbox, base_url="https://heap.invalid")  # .invalid never resolves (RFC 2606)
+    started = time.monotonic()
+    write = run_connector("write", config, stream_messages(3))
+    elapsed = time.monotonic() - started
+    check = run_connector("check", config)
+    assert write.returncode != 0 and write.errors[0]["failure_type"] == "config_error"
+    message = write.errors[0]["message"]
+    assert message.startswith("cannot reach https://heap.invalid: its host name does not resolve")
+    assert elapsed < 20, "not retried for the whole budget"
+    status = check.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    assert status["status"] == "FAILED" and message in status["message"]
+    assert write.states == []
