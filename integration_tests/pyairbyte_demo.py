@@ -1,44 +1,28 @@
-"""Runs the connector from Python with PyAirbyte, fed by source-faker, against the local Heap sandbox.
-
-Run with scripts/pyairbyte_demo.sh, which installs PyAirbyte in a venv of its own.
+"""Runs the guide's PyAirbyte example, as written there, against the local Heap sandbox, and checks what
+Heap received. Run with scripts/pyairbyte_demo.sh, which installs PyAirbyte and source-faker apart.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import sys
+from pathlib import Path
 
-import airbyte as ab
-
-from integration_tests.heap_sandbox import HeapSandbox
-
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "heap-analytics.md"
 COUNT = 200
 
 
+def guide_example() -> str:
+    """The guide's one Python example."""
+    (code,) = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.DOTALL)
+    return code
+
+
 def main() -> None:
-    """Loads source-faker's users into the sandbox as Heap user properties and checks what arrived."""
-    with HeapSandbox() as sandbox:
-        source = ab.get_source(
-            "source-faker",
-            config={"count": COUNT, "seed": 1},
-            local_executable=os.environ.get("SOURCE_FAKER", "source-faker"),
-        )
-        source.select_streams(["users"])
-        destination = ab.get_destination(
-            "destination-heap-analytics",
-            config={
-                "app_id": "11",
-                "base_url": sandbox.url,
-                "api": {
-                    "api_type": "add_user_properties",
-                    "identity_column": "email",
-                    "property_columns": "name,age,occupation,address.city",
-                },
-            },
-            local_executable="destination-heap-analytics",
-        )
-        destination.write(source, cache=False)
-        users = sandbox.items("users")
+    """Runs the example, then checks that every faker user reached the sandbox with its properties."""
+    names: dict[str, object] = {}
+    exec(compile(guide_example(), str(GUIDE), "exec"), names)  # the guide's own example, as written
+    users = names["heap"].items("users")  # type: ignore[attr-defined]
     identities = {user["identity"] for user in users}
     print(f"Heap received {len(users)} user updates for {len(identities)} identities; the first:")
     print(users[0] if users else "(none)")

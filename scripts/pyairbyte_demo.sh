@@ -16,6 +16,6 @@ if [ ! -x .venv-pyairbyte/bin/destination-heap-analytics ] || ! .venv-pyairbyte/
   .venv-pyairbyte/bin/python -m pip install --quiet airbyte -e .
 fi
 export AIRBYTE_OFFLINE_MODE=1
-export SOURCE_FAKER="$ROOT/.venv-faker/bin/source-faker"
+export PATH="$ROOT/.venv-faker/bin:$PATH"  # source-faker, as the guide names it
 export PATH="$ROOT/.venv-pyairbyte/bin:$PATH"
 exec python -m integration_tests.pyairbyte_demo
