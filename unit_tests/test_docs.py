@@ -57,3 +57,11 @@ def test_every_record_example_maps_to_the_items_shown(config, stream, record, ex
         if api.api_type == "track":
             assert body.pop("idempotency_key")
         assert body == shown
+
+
+def test_the_pyairbyte_example_the_demo_runs_is_one_python_block_pointed_at_the_sandbox():
+    from integration_tests.pyairbyte_demo import guide_example
+
+    code = guide_example()
+    compile(code, "docs/heap-analytics.md", "exec")
+    assert '"base_url": heap.url' in code and "with HeapSandbox() as heap:" in code
