@@ -23,6 +23,9 @@ from .messages import StreamKey
 
 PART_BYTES = 8 * 1024 * 1024
 """A stream's rejected rows are written as one file once they reach this size, whatever comes next."""
+WAITING_BYTES = 4 * PART_BYTES
+"""Rows of every stream together wait at most this much in memory: past it, every stream's rows are written
+(a catalog of many streams would otherwise hold a part of each)."""
 WRITE_EVERY_SECONDS = 10.0
 """Rejected rows are written at most this often (each write is a request to S3); STATEs that cover them
 wait meanwhile."""
@@ -188,10 +191,10 @@ FORMATS: dict[str, tuple[str, Callable[[list[bytes]], bytes]]] = {
 
 
 def key_part(name: str) -> str:
-    """A stream or namespace name as one segment of an object key: `%` and `/` percent-encoded, so two
-    names never share a folder."""
-    text = name.encode("utf-8", "backslashreplace").decode().replace("%", "%25").replace("/", "%2F")
-    return text or "%00"
+    """A stream or namespace name as one segment of an object key: `%`, `/` and `\\` percent-encoded, then a
+    lone surrogate written as its escape, so two names never share a folder."""
+    text = name.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    return text.encode("utf-8", "backslashreplace").decode() or "%00"
 
 
 def within_deadline(call: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -262,20 +265,25 @@ class S3Store:
         self.client = client or s3_client(storage)
         self.waiting: dict[StreamKey, list[bytes]] = {}
         self.waiting_bytes: dict[StreamKey, int] = {}
+        self.total_waiting = 0
         self.parts = 0
         self.stored = 0
         self.waiting_since = 0.0
 
     def add(self, record: RejectedRecord) -> None:
-        """Takes a rejected record; writes its stream's rows once they are large enough for a file."""
+        """Takes a rejected record; writes its stream's rows once they are large enough for a file, and every
+        stream's once all of them together are."""
         if not self.waiting:
             self.waiting_since = time.monotonic()
         row = stored_row(record)
         self.waiting.setdefault(record.stream, []).append(row)
         size = self.waiting_bytes.get(record.stream, 0) + len(row)
         self.waiting_bytes[record.stream] = size
+        self.total_waiting += len(row)
         if size >= PART_BYTES:
             self._write(record.stream)
+        elif self.total_waiting >= WAITING_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Writes every stream's waiting rows."""
@@ -311,7 +319,7 @@ class S3Store:
         except s3_errors() as error:
             raise self._unwritable(s3_error(error)) from None
         del self.waiting[stream]
-        self.waiting_bytes.pop(stream, None)
+        self.total_waiting -= self.waiting_bytes.pop(stream, 0)
         self.stored += len(rows)
 
     def _unwritable(self, why: str) -> StoreError:

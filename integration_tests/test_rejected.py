@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from destination_heap_analytics import rejected
+from destination_heap_analytics.config import S3Storage
 from integration_tests.heap_sandbox import Faults, HeapSandbox
 from integration_tests.support import S3Server, StoreProxy, catalog, config_for, record, run_connector, state
 
@@ -242,3 +244,22 @@ def test_states_waiting_for_the_store_are_held_within_the_bound(s3, bucket):
     assert run.returncode == 0, run.stderr
     assert len(run.states) == 10_501
     assert len(s3.objects(bucket)) == 2, "one write when the bound was reached, one at the end"
+
+
+def test_rows_of_many_streams_wait_within_one_bound_in_memory(s3, bucket, monkeypatch):
+    """Each stream's rows stay under a part's size, all of them together pass the bound: every stream's rows are
+    written then, so a catalog of many streams never holds a part of each in memory."""
+    monkeypatch.setattr(rejected, "PART_BYTES", 10_000)
+    monkeypatch.setattr(rejected, "WAITING_BYTES", 20_000)
+    store = rejected.S3Store(S3Storage(**s3.storage(bucket, format="JSONL")), "sync-1", 30.0)
+    written = []
+    for position in range(1, 401):
+        stream = (f"stream{position % 20}", None)
+        store.add(rejected.RejectedRecord(stream, position, "missing identity", data={"note": "x" * 100}))
+        assert store.total_waiting < 20_000 + 500, "one row past the bound at most"
+        written.append(store.stored)
+    store.flush()
+    assert store.stored == 400 and store.total_waiting == 0
+    assert len(set(written)) > 4, "the rows were written while they came, not only at the end"
+    rows = [json.loads(line) for body in s3.objects(bucket).values() for line in body.splitlines()]
+    assert sorted(row["_heap_position"] for row in rows) == list(range(1, 401))

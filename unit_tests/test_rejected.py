@@ -117,7 +117,7 @@ def test_csv_rows_put_the_records_columns_first_and_json_for_other_values():
 def test_names_become_one_key_segment_each_and_never_share_one():
     assert key_part("a/b") == "a%2Fb" != key_part("a_b") == "a_b"
     assert key_part("a%2Fb") == "a%252Fb"
-    assert key_part("\ud800x") == "\\ud800x"
+    assert key_part("\ud800x") == "\\ud800x" != key_part("\\ud800x") == "%5Cud800x"
     assert key_part("") == "%00"
 
 
