@@ -278,12 +278,16 @@ def user_id_text(value: Any) -> str | None:
     """A Heap SDK user id as Heap takes it (the decimal text of a whole number from 0 to 2^53 - 1, from text
     or from a number, `8675309.0` and `1e3` included), or None when the value is not one."""
     text = identity_text(value)
-    return text if text is not None and is_user_id(text) else None
+    return canonical_user_id(text) if text is not None else None
 
 
-def is_user_id(text: str) -> bool:
-    """Whether text is a Heap SDK user id: ASCII digits of a whole number from 0 to 2^53 - 1."""
-    return text.isascii() and text.isdigit() and int(text) <= MAX_USER_ID
+def canonical_user_id(text: str) -> str | None:
+    """A user id's text as ASCII digits without leading zeros (`007` and `7` are one user to Heap, so one key
+    to order calls by), or None unless it is a whole number from 0 to 2^53 - 1."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    text = text.lstrip("0") or "0"
+    return text if len(text) <= len(str(MAX_USER_ID)) and int(text) <= MAX_USER_ID else None
 
 
 def canonical_json(value: Any) -> bytes:
@@ -574,12 +578,16 @@ class RecordMapper:
                 return Unmappable(f"{self.key_field} is not a string or number", position, column)
         if not key:
             return Unmappable(f"missing {self.key_field}", position, column)
-        if len(key) > MAX_IDENTITY:
+        if self.numeric_key:  # the user id rule identify applies too
+            user_id = canonical_user_id(key)
+            if user_id is None or user_id == "0":
+                placeholder = user_id is not None or is_placeholder(key)
+                return Unmappable(self.placeholder if placeholder else NOT_A_USER_ID, position, column)
+            key = user_id
+        elif len(key) > MAX_IDENTITY:
             return Unmappable(f"{self.key_field} longer than {MAX_IDENTITY} characters", position, column)
-        if (len(key) <= LONGEST_PLACEHOLDER or key[0].isspace()) and is_placeholder(key):
+        elif (len(key) <= LONGEST_PLACEHOLDER or key[0].isspace()) and is_placeholder(key):
             return Unmappable(self.placeholder, position, column)
-        if self.numeric_key and not is_user_id(key):
-            return Unmappable(NOT_A_USER_ID, position, column)
         notes: list[str] = []
         body: dict[str, Any] = {self.key_field: key}
         reason = self._fields(record, emitted_at, body, notes)

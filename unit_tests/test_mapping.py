@@ -267,6 +267,23 @@ def test_a_user_id_is_ascii_digits_only(user_id):
     assert map_one(api, {"e": "x", "uid": user_id}) == expected
 
 
+@pytest.mark.parametrize("user_id", ["007", 7, 7.0, "0" * 5000 + "7"])
+def test_a_user_id_is_sent_and_ordered_by_as_one_text_on_every_api(user_id):
+    """`007` and `7` are one user to Heap: both APIs send (and identify orders its calls by) the digits without
+    leading zeros, however many there are."""
+    track = map_one({"api_type": "track", "event_column": "e", "user_id_column": "uid"}, {"e": "x", "uid": user_id})
+    assert track.key == "7" and track.body["user_id"] == "7"
+    identify = {"api_type": "identify", "identity_column": "who", "user_id_column": "uid"}
+    link = map_one(identify, {"who": "a", "uid": user_id})
+    assert link.body["user_id"] == "7" and link.also.endswith(":7")
+
+
+@pytest.mark.parametrize("user_id", ["000", "0" * 5000, 0.0])
+def test_a_user_id_of_zero_however_written_is_a_placeholder(user_id):
+    track = map_one({"api_type": "track", "event_column": "e", "user_id_column": "uid"}, {"e": "x", "uid": user_id})
+    assert isinstance(track, Unmappable) and "placeholder" in track.reason
+
+
 @pytest.mark.parametrize("emitted_at", [10**30, -(10**30), 1e300])
 def test_an_emitted_at_out_of_range_is_a_reason_not_a_crash(emitted_at):
     api = {"api_type": "track", "event_column": "e", "identity_column": "who"}
