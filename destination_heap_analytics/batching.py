@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from operator import attrgetter
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 
 from .mapping import HeapItem
+from .messages import StreamKey
 from .pacing import MAX_ITEMS
 
 RECORDS = attrgetter("records")
@@ -58,6 +60,12 @@ class Batch:
     def records(self) -> int:
         """How many source records the items stand for."""
         return sum(map(RECORDS, self.items))
+
+    def count_streams(self, counts: Counter[StreamKey | None]) -> None:
+        """Adds the records the items stand for to `counts`, by stream (a merged item's updates each by its own)."""
+        for item in self.items:
+            for update in item.merged or (item,):
+                counts[update.stream] += update.records
 
     @property
     def keys(self) -> list[str]:

@@ -86,10 +86,14 @@ class Answer:
         """For a request that held no item, whether the answer refuses its app id."""
         return self.verdict is Verdict.BAD_APP_ID or (self.verdict is Verdict.REJECTED and self.names_app_id)
 
+    @property
+    def head(self) -> str:
+        """The answer's class: its HTTP status, or that there was none."""
+        return f"HTTP {self.status}" if self.status is not None else "no answer"
+
     def describe(self) -> str:
         """The status and what Heap's answer says, in words that cannot carry record data."""
-        head = f"HTTP {self.status}" if self.status is not None else "no answer"
-        return f'{head} ("{self.detail}")' if self.detail else head
+        return f'{self.head} ("{self.detail}")' if self.detail else self.head
 
 
 def heap_words(text: str) -> str:

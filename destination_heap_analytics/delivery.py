@@ -7,6 +7,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from .batching import Batch, RequestBody, decoded
 from .client import Answer, HeapClient, Verdict, abort_all, origin_of
 from .config import config_error
-from .messages import StreamKey
+from .messages import StreamKey, stream_words
 from .pacing import Pacer
 
 logger = logging.getLogger("airbyte")
@@ -34,11 +35,12 @@ class Stopped(Exception):
 
 @dataclass(frozen=True)
 class Rejection:
-    """A record Heap refused: its stream, its place in the input, and Heap's reason."""
+    """A record Heap refused: its stream, its place in the input, Heap's reason and that reason's class."""
 
     stream: StreamKey | None
     position: int
     reason: str
+    kind: str
     source: bytes | tuple[Any, float] | None = None
 
 
@@ -165,6 +167,24 @@ class RefusalGuard:
         )
 
 
+class Accepted:
+    """Records Heap accepted so far, by stream, counted as each part is accepted (on the senders' threads), so
+    progress follows Heap while a batch is still being sent."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[StreamKey | None] = Counter()
+
+    def add(self, part: Batch) -> None:
+        """Counts the records of an accepted part."""
+        with self.lock:
+            part.count_streams(self.counts)
+
+    def of(self, stream: StreamKey) -> int:
+        """Records of `stream` accepted so far."""
+        return self.counts.get(stream, 0)
+
+
 class BatchSender:
     """Sends one batch until Heap has accepted or rejected each of its items."""
 
@@ -180,7 +200,9 @@ class BatchSender:
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         guard: RefusalGuard | None = None,
+        accepted: Accepted | None = None,
     ) -> None:
+        self.accepted = accepted or Accepted()
         self.guard = guard or RefusalGuard(client.url)
         self.client = client
         self.pacer = pacer
@@ -224,6 +246,7 @@ class BatchSender:
                 self.guard.accept()
                 result.items += len(part.items)
                 result.records += part.records
+                self.accepted.add(part)
                 self.splits.observe(len(part.items), 0)
                 continue
             self.guard.refuse(answer)
@@ -238,10 +261,11 @@ class BatchSender:
                 continue
             self.splits.observe(1, 1)
             if self.fail_fast is not None:
+                of = f" of {stream_words(item.stream)}" if item.stream is not None else ""
                 raise config_error(
-                    f"Heap rejected record {item.position} (on_rejected_record is 'fail'): {answer.describe()}"
+                    f"Heap rejected record {item.position}{of} (on_rejected_record is 'fail'): {answer.describe()}"
                 )
-            result.rejections.append(Rejection(item.stream, item.position, answer.describe(), item.source))
+            result.rejections.append(Rejection(item.stream, item.position, answer.describe(), answer.head, item.source))
         return result
 
     def _check_app_id(self, result: BatchResult) -> None:
@@ -366,10 +390,11 @@ def redirected(url: str, answer: Answer) -> AirbyteTracedException:
 class DryRunSender:
     """Stands in for BatchSender in a dry run: sends nothing, logs the first items as they would go."""
 
-    def __init__(self, url: str, shown: int) -> None:
+    def __init__(self, url: str, shown: int, accepted: Accepted | None = None) -> None:
         self.url = url
         self.shown = shown
         self.stop = threading.Event()
+        self.accepted = accepted or Accepted()
 
     def send(self, batch: Batch) -> BatchResult:
         """Accepts a batch without sending it, logging items until `shown` have been logged."""
@@ -378,8 +403,9 @@ class DryRunSender:
             self.shown -= 1
             payload = orjson.dumps(decoded(tail), option=orjson.OPT_INDENT_2).decode()
             logger.info(
-                "Dry run: record %d would go to %s in request %d as\n%s", item.position, self.url, batch.number, payload
+                "Dry run: record %d would go to %s in batch %d as\n%s", item.position, self.url, batch.number, payload
             )
+        self.accepted.add(batch)
         return BatchResult(batch.number, len(batch.items), batch.records, requests=1)
 
     def abort(self) -> None:

@@ -495,6 +495,12 @@ def shown(name: str, limit: int = 100) -> str:
     return name[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def stream_words(stream: StreamKey) -> str:
+    """A stream as a log line names it: `stream 'users'`, with `(namespace 'crm')` when it has one."""
+    name, namespace = stream
+    return f"stream '{shown(name)}'" + (f" (namespace '{shown(namespace)}')" if namespace else "")
+
+
 class MalformedState(AirbyteTracedException):
     """A STATE message the sync cannot checkpoint; reading stops there."""
 

@@ -81,6 +81,7 @@ class AppRate:
     """
 
     def __init__(self, items_per_minute: int | None) -> None:
+        self.limit = items_per_minute
         self.burst = largest_request(items_per_minute)
         if items_per_minute:
             self.ceiling = min(items_per_minute * AIM, items_per_minute - self.burst) / 60
@@ -252,6 +253,36 @@ class IdentityCounts:
         return array("I", bytes(4 * 2 * SKETCH_ROW))
 
 
+class WaitClock:
+    """Wall time during which at least one request waited for its turn: concurrent waits count once."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self.since = 0.0
+        self.total = 0.0
+
+    def begin(self) -> None:
+        """A request starts waiting."""
+        with self.lock:
+            if not self.waiting:
+                self.since = self.clock()
+            self.waiting += 1
+
+    def end(self) -> None:
+        """A request stops waiting."""
+        with self.lock:
+            self.waiting -= 1
+            if not self.waiting:
+                self.total += self.clock() - self.since
+
+    def seconds(self) -> float:
+        """The wall time waited so far, a wait under way included."""
+        with self.lock:
+            return self.total + (self.clock() - self.since if self.waiting else 0.0)
+
+
 class Pacer:
     """Holds each request to one API until it fits the app's pace and its identities' limits, and learns
     from answers.
@@ -266,13 +297,14 @@ class Pacer:
         identity_limit: IdentityLimit,
         lock: threading.Lock | None = None,
         clock: Callable[[], float] = time.monotonic,
+        waits: WaitClock | None = None,
     ) -> None:
         self.clock = clock
         self.app = app
         self.identity_limit = identity_limit
         self.identities = IdentityCounts(identity_limit.seconds)
         self.waiting = 0
-        self.paced_seconds = 0.0
+        self.waits = waits or WaitClock(clock)
         self.lock = lock or threading.Lock()
 
     def reserve(self, keys: Sequence[str], stop: threading.Event, deadline: float = math.inf) -> float | None:
@@ -282,15 +314,13 @@ class Pacer:
         units = len(keys)
         counts = dict.fromkeys(keys, 1) if self.identity_limit.counts_requests else Counter(keys)
         cells = self.identities.cells(counts)
-        waiting_since = None
+        waiting = False
         with self.lock:
             self.app.begin(self.clock())
         try:
             while True:
                 with self.lock:
                     now = self.clock()
-                    if waiting_since is not None:
-                        self.paced_seconds += now - waiting_since
                     wait = max(
                         self.app.wait(units, now), self.identities.wait_for(cells, self.identity_limit.limit, now)
                     )
@@ -301,17 +331,19 @@ class Pacer:
                     if now + wait > deadline:
                         self.app.end(now)
                         return None
-                    if waiting_since is None:
+                    if not waiting:
+                        waiting = True
                         self.waiting += 1
-                    waiting_since = now
+                        self.waits.begin()
                 if stop.wait(min(wait, 1.0)):
                     with self.lock:
                         self.app.end(self.clock())
                     return None
         finally:
-            if waiting_since is not None:
+            if waiting:
                 with self.lock:
                     self.waiting -= 1
+                self.waits.end()
 
     def passed(self, units: int) -> None:
         """Heap answered a request of `units` items without throttling it."""

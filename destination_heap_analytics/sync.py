@@ -24,13 +24,13 @@ from .batching import Batch, BatchBuilder, BatchNumbers, ItemTooLarge, RequestBo
 from .checkpoint import CheckpointTracker, Tally
 from .client import HeapClient
 from .config import ApiConfig, HeapConfig, config_error
-from .delivery import BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
+from .delivery import Accepted, BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
-from .messages import MalformedState, Record, State, StreamKey, Tick, Unreadable, record_of, shown
-from .pacing import AppRate, Pacer
+from .messages import MalformedState, Record, State, StreamKey, Tick, Unreadable, record_of, shown, stream_words
+from .pacing import AppRate, Pacer, WaitClock
 from .rejected import NoStore, RejectedRecord, S3Store
 from .routing import Route
-from .stats import ProgressLog, SyncStats, tally
+from .stats import MappingStats, ProgressLog, RejectionLog, SyncStats, tally
 
 logger = logging.getLogger("airbyte")
 
@@ -40,7 +40,6 @@ TICK_SECONDS = 1.0
 HELD_STATE_BYTES = 64 * 1024 * 1024
 HELD_STATES = 10_000
 """Past either, reading pauses until STATEs pass: held STATEs never grow without bound, and none is dropped."""
-REJECTIONS_LOGGED = 100
 SUMMARY_TRACE = "heap_sync_summary"
 
 
@@ -62,15 +61,24 @@ class Lane:
     """One API's batching, pacing and sending, fed by every mapping to that API."""
 
     def __init__(
-        self, config: HeapConfig, api: ApiConfig, numbers: BatchNumbers, stop: threading.Event, app: AppPacing
+        self,
+        config: HeapConfig,
+        api: ApiConfig,
+        numbers: BatchNumbers,
+        stop: threading.Event,
+        app: AppPacing,
+        waits: WaitClock,
     ) -> None:
         body = RequestBody(config.app_id, api.items_field)
+        self.key = api.endpoint
+        self.api_type = api.api_type
         self.url = config.endpoint_url(api)
-        self.pacer = Pacer(app.rate_of(api), api.identity_limit, app.lock)
+        self.pacer = Pacer(app.rate_of(api), api.identity_limit, app.lock, waits=waits)
+        self.accepted = Accepted()
         max_items = 1 if body.single else self.pacer.app.burst
         self.builder = BatchBuilder(body, config.max_request_bytes, api.last_write_wins, numbers, max_items=max_items)
         if config.dry_run:
-            sender: BatchSender | DryRunSender = DryRunSender(self.url, config.dry_run_payloads)
+            sender: BatchSender | DryRunSender = DryRunSender(self.url, config.dry_run_payloads, self.accepted)
         else:
             sender = BatchSender(
                 HeapClient(self.url, config.request_timeout_seconds),
@@ -80,6 +88,7 @@ class Lane:
                 RetryPolicy(config.max_retry_seconds),
                 stop,
                 fail_fast=app.fail_fast,
+                accepted=self.accepted,
             )
         self.pipeline = Pipeline(sender, 1 if config.dry_run else api.workers, ordered=api.ordered)
 
@@ -99,13 +108,14 @@ class Delivery:
     """One mapping of a stream to a lane, the last of the lane's batches its records were noted in, and whether
     every record so far failed one mapping rule (a misspelt column, a column of the wrong kind)."""
 
-    __slots__ = ("api_type", "label", "lane", "mapped", "mapper", "noted", "refusal", "refusals")
+    __slots__ = ("api_type", "label", "lane", "mapped", "mapper", "noted", "refusal", "refusals", "stats")
 
-    def __init__(self, mapper: RecordMapper, lane: Lane, label: str, api_type: str) -> None:
+    def __init__(self, mapper: RecordMapper, lane: Lane, label: str, api_type: str, stats: MappingStats) -> None:
         self.mapper = mapper
         self.lane = lane
         self.label = label
         self.api_type = api_type
+        self.stats = stats
         self.noted = 0
         self.mapped = False
         self.refusal: tuple[str, str] | None = None
@@ -164,12 +174,13 @@ class Sync:
         for route in routes:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
-                lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app)
+                lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app, self.stats.waits)
             mapper = mapper_for(route.api, route.idempotency_key(), route.key, keep)
             first = route.key not in self.routes
             if first:
                 self.routes[route.key] = StreamRoutes(self.checkpoints.tally(route.key))
-            self.routes[route.key].deliveries.append(Delivery(mapper, lane, route.label, route.api.api_type))
+            stats = self.stats.mapping(route.key, lane.key, lane.api_type, lane.accepted)
+            self.routes[route.key].deliveries.append(Delivery(mapper, lane, route.label, route.api.api_type, stats))
             logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
             if first and route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
                 logger.info(
@@ -177,14 +188,17 @@ class Sync:
                     "in Heap is removed.",
                     shown(route.label),
                 )
-        pacers = [lane.pacer for lane in self.lanes.values()]
-        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, pacers)
+        if app.shared is not None:
+            paces = [("the app id's", app.shared)]
+        else:
+            paces = [(f"{lane.api_type}'s", lane.pacer.app) for lane in self.lanes.values()]
+        self.progress = ProgressLog(self.stats, config.progress_interval_seconds, paces)
+        self.rejections = RejectionLog()
         self.states_withheld = 0
         self.states_for_store: list[bytes] = []
         self.bytes_for_store = 0
         """STATEs ready but for the rejected rows they cover, held within the same bound as the others."""
         self.fail_on_rejection = config.on_rejected_record == "fail"
-        self.rejections_logged = 0
         if self.dry_run:
             logger.info("Dry run: nothing is sent to Heap and no STATE is passed on.")
 
@@ -219,9 +233,9 @@ class Sync:
                     if not delivery.mapped and delivery.refusals >= ALL_REFUSED_AT_END:
                         raise delivery.all_refused()
             for lane in self.lanes.values():
-                yield from self._pass(self._settle(lane.submit(lane.builder.seal())))
+                yield from self._pass(self._settle(lane.submit(lane.builder.seal()), lane))
             for lane in self.lanes.values():
-                yield from self._pass(self._settle(lane.pipeline.drain()))
+                yield from self._pass(self._settle(lane.pipeline.drain(), lane))
             self.store.flush()
             yield from self._pass([], final=True)
         except Stopped:
@@ -232,6 +246,7 @@ class Sync:
                 lane.pipeline.close()
         if malformed is not None:
             raise malformed
+        self.rejections.log_unlogged()
         if self.dry_run:
             self.progress.log("Dry run finished")
             logger.info("Dry run: %d STATE messages withheld.", self.states_withheld)
@@ -272,7 +287,7 @@ class Sync:
         if routed is None:
             self.checkpoints.tally(stream).count += 1
             unmappable = Unmappable(OTHER_STREAM, position)
-            return self._unmappable(stream, unmappable, (data, emitted_at), f" ('{shown(stream[0])}')")
+            return self._unmappable(stream, unmappable, (data, emitted_at))
         routed.tally.count += 1
         ready = None
         for delivery in routed.deliveries:
@@ -289,9 +304,10 @@ class Sync:
                 mapped = Unmappable(failure_reason(error), position)
             if type(mapped) is Unmappable:
                 delivery.refused(mapped)
-                self._unmappable(stream, mapped, line if line is not None else (data, emitted_at))
+                self._unmappable(stream, mapped, line if line is not None else (data, emitted_at), delivery.stats)
                 continue
             delivery.mapped = True
+            delivery.stats.sent += 1
             number = lane.builder.batch.number
             if number != delivery.noted:
                 delivery.noted = number
@@ -301,7 +317,7 @@ class Sync:
                 for note in mapped.notes:  # Counter.update costs more than the loop for a note or two
                     adjusted[note] += 1
             if full is not None:
-                ready = (ready or []) + self._settle(lane.submit(full))
+                ready = (ready or []) + self._settle(lane.submit(full), lane)
         return ready
 
     def _unreadable(self, line: Unreadable) -> None:
@@ -330,25 +346,23 @@ class Sync:
         ready = self.checkpoints.add(state, self.numbers.last, self.stats.records_read) + self._tick()
         checkpoints = self.checkpoints
         while checkpoints.held_bytes > HELD_STATE_BYTES or checkpoints.held_count > HELD_STATES:
-            results: list[BatchResult] = []
             for lane in self.lanes.values():
-                results += lane.submit(lane.builder.seal())
+                ready += self._settle(lane.submit(lane.builder.seal()), lane)
             if not any(lane.pipeline.in_flight for lane in self.lanes.values()):
                 break
             for lane in self.lanes.values():
-                results += lane.pipeline.wait_any(TICK_SECONDS)
-            ready += self._settle(results)
+                ready += self._settle(lane.pipeline.wait_any(TICK_SECONDS), lane)
         return ready
 
     def _tick(self, idle: bool = False) -> list[bytes]:
         """Sends batches open for a while (any open batch once the input is idle: nothing more may come
         soon), and passes the STATEs that sends settled meanwhile."""
-        results: list[BatchResult] = []
+        ready: list[bytes] = []
         for lane in self.lanes.values():
             if lane.builder.older_than(0.0 if idle else FLUSH_AFTER_SECONDS):
-                results += lane.submit(lane.builder.seal())
-            results += lane.pipeline.poll()
-        return self._settle(results)
+                ready += self._settle(lane.submit(lane.builder.seal()), lane)
+            ready += self._settle(lane.pipeline.poll(), lane)
+        return ready
 
     def _failure(self) -> BaseException:
         """What stopped the senders: the first error of any lane that is not Stopped."""
@@ -358,16 +372,21 @@ class Sync:
                 return error
         return Stopped()
 
-    def _settle(self, results: list[BatchResult]) -> list[bytes]:
+    def _settle(self, results: list[BatchResult], lane: Lane) -> list[bytes]:
+        """Counts a lane's settled batches, keeps and logs the records Heap refused, and returns the STATE lines
+        the batches let pass."""
         ready: list[bytes] = []
         for result in results:
-            self.stats.add(result)
+            self.stats.add(result, lane.key)
             for rejection in result.rejections:
-                if rejection.stream is not None and self.checkpoints.reject(rejection.stream, rejection.position):
-                    self._keep(rejection.stream, rejection.position, rejection.reason, None, rejection.source)
-                if self.rejections_logged < REJECTIONS_LOGGED:
-                    self.rejections_logged += 1
-                    logger.warning("Heap rejected record %d: %s", rejection.position, rejection.reason)
+                stream = rejection.stream
+                if stream is not None and self.checkpoints.reject(stream, rejection.position):
+                    self.stats.records_rejected += 1
+                    self._keep(stream, rejection.position, rejection.reason, None, rejection.source)
+                mapping = self.stats.mappings.get((stream, lane.key)) if stream is not None else None  # type: ignore[arg-type]
+                name = mapping.name if mapping is not None else f"a stream to {lane.api_type}"
+                line = f"Record {rejection.position} of {name} was rejected by Heap: {rejection.reason}"
+                self.rejections.warn(name, rejection.kind, line)
             ready += self.checkpoints.settle(result.number)
         return ready
 
@@ -376,25 +395,26 @@ class Sync:
         stream: StreamKey,
         unmappable: Unmappable,
         source: bytes | tuple[Any, float] | None,
-        detail: str = "",
+        mapping: MappingStats | None = None,
         what: str = "Record",
         at: int | None = None,
     ) -> None:
-        """Counts and keeps a record that cannot be sent; `at` is its place among records when `what` numbers
-        lines."""
-        where = f"{what} {unmappable.position}"
+        """Counts, keeps and logs a record that cannot be sent (by `mapping`, or by none: its stream or line
+        has none); `at` is its place among records when `what` numbers lines."""
+        column = f" (column '{shown(unmappable.field)}')" if unmappable.field else ""
+        name = mapping.name if mapping is not None else stream_words(stream)
+        where = f"{what} {unmappable.position} of {name}"
         if self.fail_on_rejection:
-            raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {unmappable.reason}{detail}")
+            reason = f"{unmappable.reason}{column}"
+            raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {reason}")
+        line = f"{where} cannot be sent to Heap: {unmappable.reason}{column}"
         if self.checkpoints.reject(stream, at or unmappable.position):
+            self.stats.records_unmappable += 1
             self._keep(stream, at or unmappable.position, unmappable.reason, unmappable.field, source)
-        if unmappable.reason not in self.stats.unmappable:
-            logger.warning(
-                "%s cannot be sent to Heap: %s%s. Later ones with this reason are counted, not logged.",
-                where,
-                unmappable.reason,
-                detail,
-            )
+        if mapping is not None:
+            tally(mapping.unsendable, unmappable.reason)
         tally(self.stats.unmappable, unmappable.reason)
+        self.rejections.warn(name, unmappable.reason, line)
 
     def _keep(
         self,
@@ -421,7 +441,6 @@ class Sync:
         self.store.add(RejectedRecord(stream, position, reason, field, data, emitted_at, line))
 
     def _summary_message(self) -> AirbyteMessage:
-        self.stats.paced_seconds = sum(lane.pacer.paced_seconds for lane in self.lanes.values())
         self.stats.store = self.store.where
         self.stats.stored = self.store.stored
         return AirbyteMessage(

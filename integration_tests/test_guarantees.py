@@ -58,8 +58,9 @@ def test_poison_items_are_isolated_and_reported_while_the_rest_arrive():
     assert sorted(e["properties"]["seq"] for e in events) == sorted(set(range(5_000)) - POISON)
     assert run.summary["records_rejected"] == 3
     assert run.summary["records_delivered"] == 4_997
-    reported = sorted(line for line in run.logs if line.startswith("Heap rejected record"))
-    assert [int(line.split()[3].rstrip(":")) for line in reported] == sorted(seq + 1 for seq in POISON)
+    reported = sorted(line for line in run.logs if "was rejected by Heap" in line)
+    assert [int(line.split()[1]) for line in reported] == sorted(seq + 1 for seq in POISON)
+    assert all(line.startswith("Record ") and " of stream 'users' to track was rejected" in line for line in reported)
     assert all("property value refused" in line for line in reported)
     assert coverage.early == [] and len(coverage.covered) == 5
 
@@ -75,7 +76,7 @@ def test_poison_items_fail_the_sync_at_the_first_rejection_when_asked():
         requests = sandbox.state.snapshot()["requests"]
     assert run.returncode != 0
     message = run.errors[0]["message"]
-    assert re.match(r"Heap rejected record (\d+) \(on_rejected_record is 'fail'\): HTTP 400", message)
+    assert re.match(r"Heap rejected record (\d+) of stream 'users' \(on_rejected_record is 'fail'\): HTTP 400", message)
     assert 1_000 <= int(message.split()[3]) - 1 < 3_000
     assert all(state["stream"]["stream_state"]["seq"] < 1_000 for state in run.states)
     assert requests <= TrackApi.workers + 11, f"{requests} requests: others went on sending after the first refusal"

@@ -210,7 +210,8 @@ def test_one_malformed_record_fails_the_sync_under_fail_with_its_position(sandbo
     run = run_connector("write", config_for(sandbox, on_rejected_record="fail"), messages)
     assert run.returncode != 0
     assert run.errors[0]["message"] == (
-        "Record 2 cannot be sent (on_rejected_record is 'fail'): text holding a lone UTF-16 surrogate"
+        "Record 2 of stream 'users' to track cannot be sent (on_rejected_record is 'fail'): text holding a lone "
+        "UTF-16 surrogate"
     )
     assert_clean(run, "\\ud800x")
 
@@ -240,4 +241,7 @@ def test_heaps_echo_of_a_request_never_reaches_a_line_and_lines_stay_short():
 def test_an_unmappable_record_under_fail_is_named_with_its_reason(sandbox):
     run = run_connector("write", config_for(sandbox, on_rejected_record="fail"), [record(0, email=None), state(0)])
     assert run.returncode != 0
-    assert run.errors[0]["message"] == "Record 1 cannot be sent (on_rejected_record is 'fail'): missing identity"
+    assert run.errors[0]["message"] == (
+        "Record 1 of stream 'users' to track cannot be sent (on_rejected_record is 'fail'): missing identity "
+        "(column 'email')"
+    )

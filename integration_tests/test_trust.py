@@ -75,7 +75,9 @@ def test_dry_run_maps_and_counts_but_sends_nothing_and_passes_no_state(sandbox):
     assert run.summary["records_delivered"] == 0 and run.summary["requests"] == 0
     assert run.summary["dry_run"] is True and run.summary["records_that_would_be_sent"] == 2500
     assert any(
-        "2500 records read, 2500 would be sent" in line for line in run.logs if line.startswith("Dry run finished")
+        "2,500 records read, 0 rejected" in line and "to track: 2,500 read, 2,500 would be sent, " in line
+        for line in run.logs
+        if line.startswith("Dry run finished")
     )
     assert "Dry run: 3 STATE messages withheld." in run.logs
 
@@ -94,9 +96,9 @@ def test_progress_is_logged_at_a_steady_interval_during_the_sync():
         run = run_connector("write", config, stream_messages(6_000))
     assert run.returncode == 0, run.stderr
     progress = [line for line in run.logs if line.startswith("Progress after")]
-    assert progress and "records read" in progress[0] and "requests waiting now" in progress[0]
+    assert progress and "records read" in progress[0] and "in flight" in progress[0]
     final = [line for line in run.logs if line.startswith("Sync finished after")]
-    assert final and "6000 records read, 6000 delivered" in final[0]
+    assert final and "6,000 records read, 0 rejected" in final[0] and "6,000 accepted by Heap" in final[0]
 
 
 PERSONAL = {
@@ -129,7 +131,7 @@ def test_personal_data_never_reaches_the_logs_through_rejections_retries_or_cras
     assert run.returncode == 0, run.stderr
     assert run.summary["records_rejected"] == 1 and run.summary["retries"] > 0
     assert any("Retrying" in line for line in run.logs)
-    assert any(line.startswith("Heap rejected record 6") for line in run.logs)
+    assert any(line.startswith("Record 6 of stream 'users' to track was rejected by Heap") for line in run.logs)
     assert_no_personal_data(run)
 
     with HeapSandbox(Faults(fail_rate=1.0, echo_body=True)) as sandbox:

@@ -28,6 +28,7 @@ from destination_heap_analytics.pacing import (
     IdentityCounts,
     IdentityLimit,
     Pacer,
+    WaitClock,
     largest_request,
 )
 from integration_tests.heap_sandbox import Window
@@ -351,3 +352,21 @@ def test_requests_hold_one_percent_of_a_minute_at_the_pace_once_heap_has_throttl
     unlimited = AppRate(None)
     unlimited.throttled(sent_at=0.0, retry_after=None, now=1.0)
     assert unlimited.request_items() == 1000, "no pace measured yet: the largest request"
+
+
+def test_waits_under_way_together_count_once_in_wall_time():
+    now = [0.0]
+    waits = WaitClock(lambda: now[0])
+    waits.begin()
+    now[0] = 1.0
+    waits.begin()
+    now[0] = 3.0
+    waits.end()
+    assert waits.seconds() == 3.0, "a wait under way is counted up to now"
+    now[0] = 4.0
+    waits.end()
+    now[0] = 10.0
+    waits.begin()
+    now[0] = 11.0
+    waits.end()
+    assert waits.seconds() == 5.0, "4 s with one or two waiting, then 1 s: not the 7 s the waits sum to"
