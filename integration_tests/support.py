@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integration_tests.forked import start
 from integration_tests.heap_sandbox import HeapSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,10 +119,10 @@ def run_connector(
     timeout: float = 300,
     extra_args: list[str] | None = None,
 ) -> Run:
-    """Runs `main.py <command>` as a subprocess, feeding messages (bytes as they are) on stdin; calls on_message
-    as each line arrives."""
+    """Runs `main.py <command>` as a process of its own (`forked.start`), feeding messages (bytes as they are)
+    on stdin; calls on_message as each line arrives."""
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, MAIN, command]
+        args = [command]
         if config is not None:
             (Path(tmp) / "config.json").write_text(json.dumps(config))
             args += ["--config", str(Path(tmp) / "config.json")]
@@ -129,7 +130,7 @@ def run_connector(
             (Path(tmp) / "catalog.json").write_text(json.dumps(catalog_json or catalog()))
             args += ["--catalog", str(Path(tmp) / "catalog.json")]
         args += extra_args or []
-        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = start(args)
 
         def feed() -> None:
             try:
