@@ -1,8 +1,9 @@
 """A local stand-in for Heap's server-side API: enforces its documented rules, records what it
 accepts, and injects faults on request.
 
-Run it: `python integration_tests/heap_sandbox.py --port 8765`, then point a config's
-`base_url` at http://127.0.0.1:8765. `GET /_sandbox/received` shows what it accepted;
+Run it: `python integration_tests/heap_sandbox.py --configs /tmp/heap-configs`: it prints its URL (a
+free port, or `--port N`) and writes the sample configs there pointing at it (the bundled ones hold
+`http://127.0.0.1:PORT`, which no run takes). `GET /_sandbox/received` shows what it accepted;
 `POST /_sandbox/faults` with a JSON object changes the fault knobs (see `Faults`).
 In tests: `with HeapSandbox(Faults(fail_rate=0.1)) as sandbox: ... sandbox.items("track")`.
 """
@@ -21,6 +22,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 try:
@@ -598,10 +600,18 @@ def _knob_type(default: Any) -> Any:
     return float if default is None else type(default)
 
 
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_files"
+
+
 def main() -> None:
     """Serves the sandbox until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=0, help="the port to serve on (default: a free one)")
+    parser.add_argument(
+        "--configs",
+        type=Path,
+        help="a folder to write the sample configs into, each with base_url pointing at this sandbox",
+    )
     for knob in dataclasses.fields(Faults):
         parser.add_argument(
             f"--{knob.name.replace('_', '-')}",
@@ -613,6 +623,12 @@ def main() -> None:
     faults = Faults(**{knob.name: getattr(args, knob.name) for knob in dataclasses.fields(Faults)})
     with HeapSandbox(faults, port=args.port) as sandbox:
         print(f"Heap sandbox listening on {sandbox.url}", flush=True)
+        if args.configs is not None:
+            args.configs.mkdir(parents=True, exist_ok=True)
+            for sample in sorted(SAMPLES.glob("config_*.json")):
+                config = {**json.loads(sample.read_text()), "base_url": sandbox.url}
+                (args.configs / sample.name).write_text(json.dumps(config, indent=2) + "\n")
+            print(f"Sample configs pointing at it: {args.configs}/config_*.json", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             sandbox.thread.join()
 

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,25 @@ def test_the_command_line_says_what_it_wants_without_a_stack_trace(tmp_path):
     checked = subprocess.run([sys.executable, MAIN, "check", "--config", missing], capture_output=True, timeout=60)
     status = json.loads(checked.stdout.splitlines()[-1])["connectionStatus"]
     assert status["status"] == "FAILED" and missing in status["message"]
+
+
+def test_the_sandbox_writes_sample_configs_pointing_at_itself_and_the_bundled_ones_reach_no_port(tmp_path):
+    sandbox = subprocess.Popen(
+        [sys.executable, "integration_tests/heap_sandbox.py", "--configs", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        cwd=Path(MAIN).parent,
+    )
+    try:
+        url = sandbox.stdout.readline().decode().split()[-1]
+        assert sandbox.stdout.readline().decode().startswith("Sample configs pointing at it")
+        written = sorted(path.name for path in tmp_path.iterdir())
+        assert written == sorted(path.name for path in (Path(MAIN).parent / "sample_files").glob("config_*.json"))
+        config = json.loads((tmp_path / "config_track.json").read_text())
+        assert config["base_url"] == url
+        checked = run_connector("check", config)
+    finally:
+        sandbox.kill()
+    assert checked.messages[-1]["connectionStatus"]["status"] == "SUCCEEDED"
+    bundled = json.loads((Path(MAIN).parent / "sample_files" / "config_track.json").read_text())
+    refused = run_connector("check", bundled)
+    assert "base_url: is not a valid URL" in refused.messages[-1]["connectionStatus"]["message"]
