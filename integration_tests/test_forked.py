@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from integration_tests.forked import ForkedProcess, start
+from integration_tests.forked import ForkedProcess
 from integration_tests.support import catalog, config_for, run_connector, stream_messages
 
 
 def both(monkeypatch, *args, **kwargs):
-    """The same run forked, then spawned."""
+    """The same run forked, then spawned (whichever way the suite starts runs)."""
+    monkeypatch.delenv("HEAP_TESTS_SPAWN", raising=False)
     forked = run_connector(*args, **kwargs)
     monkeypatch.setenv("HEAP_TESTS_SPAWN", "1")
     spawned = run_connector(*args, **kwargs)
@@ -56,8 +57,9 @@ def test_a_forked_run_is_killed_like_a_process(sandbox, tmp_path):
     """A write whose source stays open runs until killed; its exit code says SIGKILL ended it."""
     (tmp_path / "config.json").write_text(json.dumps(config_for(sandbox)))
     (tmp_path / "catalog.json").write_text(json.dumps(catalog()))
-    process = start(["write", "--config", str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")])
-    assert isinstance(process, ForkedProcess)
+    process = ForkedProcess(
+        ["write", "--config", str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")]
+    )
     time.sleep(1)
     assert process.returncode is None
     process.kill()
