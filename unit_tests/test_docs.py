@@ -65,3 +65,9 @@ def test_the_pyairbyte_example_the_demo_runs_is_one_python_block_pointed_at_the_
     code = guide_example()
     compile(code, "docs/heap-analytics.md", "exec")
     assert '"base_url": heap.url' in code and "with HeapSandbox() as heap:" in code
+
+
+def test_the_readmes_minimal_config_is_valid():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (text,) = re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
+    assert HeapConfig.parse(json.loads(text)).api.api_type == "track"
