@@ -76,6 +76,30 @@ class State(NamedTuple):
         return len(self.head) + len(self.tail)
 
 
+class StreamEnded(NamedTuple):
+    """The source's word that a stream ended (a TRACE STREAM_STATUS of COMPLETE or INCOMPLETE, which the
+    platform passes on to destinations), and how."""
+
+    stream: StreamKey
+    status: str
+
+
+ENDED = frozenset({"COMPLETE", "INCOMPLETE"})
+
+
+def stream_ended(message: dict[str, Any]) -> StreamEnded | None:
+    """The stream a TRACE message says has ended, or None for any other TRACE (or one of odd shape)."""
+    trace = message.get("trace")
+    status = trace.get("stream_status") if type(trace) is dict and trace.get("type") == "STREAM_STATUS" else None
+    descriptor = status.get("stream_descriptor") if type(status) is dict else None
+    if type(descriptor) is not dict or status.get("status") not in ENDED:  # type: ignore[union-attr]
+        return None
+    name, namespace = descriptor.get("name"), descriptor.get("namespace")
+    if type(name) is not str or not (namespace is None or type(namespace) is str):
+        return None
+    return StreamEnded((name, namespace), status["status"])  # type: ignore[index]
+
+
 class Tick(NamedTuple):
     """A while since the last tick: time to send what waits and pass what is safe. `idle` when no input
     came for that while."""
@@ -85,8 +109,9 @@ class Tick(NamedTuple):
 
 TICK, IDLE = Tick(False), Tick(True)
 
-Message = Record | State | Unreadable
-"""What the sync reads: a record, a STATE message, or a line that could not be used."""
+Message = Record | State | Unreadable | StreamEnded
+"""What the sync reads: a record, a STATE message, or a line that could not be used (and StreamEnded, the
+source's word that a stream ended)."""
 
 
 class LineReader:
@@ -223,6 +248,8 @@ def _classified(message: Any, line: bytes, number: int) -> Message | None:
         return _record(message.get("record"), number, line)
     if kind == "STATE":
         return state_of(message, line, number)
+    if kind == "TRACE":
+        return stream_ended(message)
     if type(kind) is str and kind in IGNORED_TYPES:
         return None
     return Unreadable(number, NOT_A_MESSAGE)
@@ -247,6 +274,10 @@ class ObjectReader:
                 except ValueError:
                     raise malformed_state(self.number, "it is nested too deeply to be passed back") from None
                 yield state_of(body, raw, self.number)
+            elif message.type == Type.TRACE:
+                ended = stream_ended(dump(message))
+                if ended is not None:
+                    yield ended
 
 
 NEWLINE = ord("\n")

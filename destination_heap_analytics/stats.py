@@ -288,6 +288,15 @@ class ProgressLog:
             (" " + "; ".join(extra)) if extra else "",
         )
 
+    def stream_ended(self, stream: StreamKey, status: str) -> None:
+        """Logs a stream's mappings when the source says the stream ended (what is in flight is still sent)."""
+        lines = [
+            mapping.line(self.stats.dry_run) for mapping in self.stats.mappings.values() if mapping.stream == stream
+        ]
+        logger.info(
+            "The source ended %s (%s). %s.", stream_words(stream), status, " | ".join(lines) or "No mapping loads it"
+        )
+
     @staticmethod
     def _share(api: str, pace: AppRate, per_minute: float) -> str:
         """A pace's limit and the share of it Heap let through (`per_minute` items)."""

@@ -26,7 +26,18 @@ from .client import HeapClient
 from .config import ApiConfig, HeapConfig, config_error
 from .delivery import Accepted, BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
-from .messages import MalformedState, Record, State, StreamKey, Tick, Unreadable, record_of, shown, stream_words
+from .messages import (
+    MalformedState,
+    Record,
+    State,
+    StreamEnded,
+    StreamKey,
+    Tick,
+    Unreadable,
+    record_of,
+    shown,
+    stream_words,
+)
 from .pacing import AppRate, Pacer, WaitClock
 from .rejected import NoStore, RejectedRecord, S3Store
 from .routing import Route
@@ -221,6 +232,9 @@ class Sync:
                         out = self._state(message)
                     elif kind is Tick:
                         yield from self._pass(self._tick(message.idle))
+                        continue
+                    elif kind is StreamEnded:
+                        self.progress.stream_ended(message.stream, message.status)
                         continue
                     else:
                         out = self._unreadable(message)

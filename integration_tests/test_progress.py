@@ -78,9 +78,12 @@ def test_progress_lines_and_the_summary_speak_from_heaps_side_and_match_the_stat
 
 
 def test_each_rejection_line_names_its_mapping_and_position_and_each_reason_is_capped_then_counted(sandbox):
-    """Thirty records without an identity: ten lines for each mapping, then one count of the rest each."""
+    """Thirty records without an identity: ten lines for each mapping, then one count of the rest each; the
+    source's word that the stream ended brings a line of its mappings' counts."""
     records = [record(seq, email=None if seq < 30 else f"u{seq}@example.com", note="x") for seq in range(40)]
-    run = run_connector("write", config_for(sandbox, mappings=MAPPINGS), [*records, state(39)])
+    ended = {"stream_descriptor": {"name": "users"}, "status": "COMPLETE"}
+    trace = {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": ended}}
+    run = run_connector("write", config_for(sandbox, mappings=MAPPINGS), [*records, trace, state(39)])
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.logs if "cannot be sent to Heap" in line]
     assert len(lines) == 20
@@ -89,3 +92,5 @@ def test_each_rejection_line_names_its_mapping_and_position_and_each_reason_is_c
     assert lines[-1].endswith("Later ones of this mapping for this reason are counted, not logged.")
     assert "stream 'users' to track: 20 more records rejected (missing identity) than were logged." in run.logs
     assert run.summary["records_unmappable"] == 30 and run.summary["records_delivered"] == 10
+    (end,) = [line for line in run.logs if line.startswith("The source ended stream 'users' (COMPLETE).")]
+    assert "stream 'users' to track: 40 read" in end and "stream 'users' to add_user_properties: 40 read" in end

@@ -16,6 +16,7 @@ from destination_heap_analytics.messages import (
     TOO_DEEP,
     LineReader,
     LongInteger,
+    StreamEnded,
     Unreadable,
     _message,
     dump_json,
@@ -92,6 +93,29 @@ def test_what_orjson_refuses_python_reads():
     assert math.isnan(parse_json(b'{"v": NaN}')["v"])
     assert parse_json(b'"\\ud800"') == "\ud800"
     assert dump_json("\ud800") == b'"\\ud800"'
+
+
+def status(body) -> bytes:
+    return json.dumps(
+        {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": body}}
+    ).encode()
+
+
+def test_a_stream_status_of_complete_or_incomplete_says_the_stream_ended_and_any_other_trace_is_skipped():
+    lines = [
+        status({"stream_descriptor": {"name": "users"}, "status": "COMPLETE"}),
+        status({"stream_descriptor": {"name": "users", "namespace": "crm"}, "status": "INCOMPLETE"}),
+        status({"stream_descriptor": {"name": "users"}, "status": "STARTED"}),
+        status({"stream_descriptor": {"name": 5}, "status": "COMPLETE"}),
+        status({"stream_descriptor": "users", "status": "COMPLETE"}),
+        status(["COMPLETE"]),
+        b'{"type":"TRACE","trace":{"type":"ERROR","error":{"message":"x"}}}',
+        b'{"type":"TRACE","trace":"STREAM_STATUS"}',
+    ]
+    assert list(read_lines(lines)) == [
+        StreamEnded(("users", None), "COMPLETE"),
+        StreamEnded(("users", "crm"), "INCOMPLETE"),
+    ]
 
 
 def test_lines_become_records_states_or_reasons():
