@@ -71,3 +71,16 @@ def test_the_readmes_minimal_config_is_valid():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     (text,) = re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
     assert HeapConfig.parse(json.loads(text)).api.api_type == "track"
+
+
+def test_every_file_a_docs_command_names_is_in_the_repository():
+    """The commands of the README and docs/ name scripts, modules and samples that exist (a command whose file
+    moved would not run as written)."""
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    commands = [block for page in pages for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.DOTALL)]
+    named = set(
+        re.findall(r"(?<![\w/.])((?:scripts|integration_tests|bench|sample_files)/[\w./-]+)", "\n".join(commands))
+    )
+    assert {"scripts/demo.sh", "scripts/test.sh", "integration_tests/heap_sandbox.py"} <= named
+    assert [path for path in sorted(named) if not (root / path).exists()] == []
