@@ -15,7 +15,6 @@ from .mapping import HeapItem
 from .messages import StreamKey
 from .pacing import MAX_ITEMS
 
-RECORDS = attrgetter("records")
 KEY = attrgetter("key")
 
 
@@ -55,11 +54,6 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.items)
-
-    @property
-    def records(self) -> int:
-        """How many source records the items stand for."""
-        return sum(map(RECORDS, self.items))
 
     def count_streams(self, counts: Counter[StreamKey | None]) -> None:
         """Adds the records the items stand for to `counts`, by stream (a merged item's updates each by its own)."""

@@ -49,8 +49,6 @@ class BatchResult:
     """What became of one batch once every item is accepted or rejected."""
 
     number: int
-    items: int = 0
-    records: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
@@ -244,8 +242,6 @@ class BatchSender:
                 self._check_app_id(result)
             if answer.verdict is Verdict.ACCEPTED:
                 self.guard.accept()
-                result.items += len(part.items)
-                result.records += part.records
                 self.accepted.add(part)
                 self.splits.observe(len(part.items), 0)
                 continue
@@ -406,7 +402,7 @@ class DryRunSender:
                 "Dry run: record %d would go to %s in batch %d as\n%s", item.position, self.url, batch.number, payload
             )
         self.accepted.add(batch)
-        return BatchResult(batch.number, len(batch.items), batch.records, requests=1)
+        return BatchResult(batch.number, requests=1)
 
     def abort(self) -> None:
         """Stops: nothing is ever in flight."""

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .delivery import Accepted, BatchResult
@@ -47,9 +48,9 @@ class MappingStats:
     unsendable: Counter[str] = field(default_factory=Counter)
     """Records that could not become a Heap item, by reason."""
 
-    @property
+    @cached_property
     def name(self) -> str:
-        """The mapping as people read it: `stream 'users' to track`."""
+        """The mapping as people read it: `stream 'users' to track` (read once the sync's mappings are made)."""
         several = f" ({self.mappings} mappings)" if self.mappings > 1 else ""
         return f"{stream_words(self.stream)} to {self.api}{several}"
 
@@ -198,17 +199,18 @@ class RejectionLog:
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def warn(self, mapping: str, kind: str, line: str) -> None:
-        """One rejection of `mapping` for a reason of class `kind`; `line` says which record and why."""
+    def warn(self, mapping: str, kind: str, line: str, *args: Any) -> None:
+        """One rejection of `mapping` for a reason of class `kind`; `line % args` says which record and why (made
+        only when it is logged)."""
         key = (mapping, kind)
         if key not in self.counts and len(self.counts) >= MAX_REASONS * MAPPINGS_SHOWN:
             key = ("other mappings", OTHER_REASONS)
         self.counts[key] += 1
         count = self.counts[key]
         if count < LOGGED_PER_REASON:
-            logger.warning("%s.", line)
+            logger.warning(line + ".", *args)
         elif count == LOGGED_PER_REASON:
-            logger.warning("%s. Later ones of this mapping for this reason are counted, not logged.", line)
+            logger.warning(line + ". Later ones of this mapping for this reason are counted, not logged.", *args)
 
     def log_unlogged(self) -> None:
         """Says, per mapping and reason class, how many rejections were counted without a line."""
@@ -241,11 +243,11 @@ class ProgressLog:
         """Stops the periodic lines."""
         self.stopped.set()
 
-    def log(self, label: str) -> None:
+    def log(self, label: str, final: bool = False) -> None:
         """Logs one line: the totals, Heap's rate over the interval (over the sync, for the last line), each
         pace's share used, the wall time spent waiting on the pace, what is in flight, each mapping's counts."""
         stats, now = self.stats, time.monotonic()
-        if label != "Progress":  # the last line: everything since the start
+        if final:  # everything since the start
             self.last_time, self.last_accepted, self.last_items = self.started, 0, [0] * len(self.paces)
             over = "over the sync"
         else:

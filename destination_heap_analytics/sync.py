@@ -262,10 +262,10 @@ class Sync:
             raise malformed
         self.rejections.log_unlogged()
         if self.dry_run:
-            self.progress.log("Dry run finished")
+            self.progress.log("Dry run finished", final=True)
             logger.info("Dry run: %d STATE messages withheld.", self.states_withheld)
         else:
-            self.progress.log("Sync finished")
+            self.progress.log("Sync finished", final=True)
             if self.store.where is not None:
                 logger.info("%d rejected records kept in %s", self.store.stored, self.store.where)
         yield self._summary_message()
@@ -399,8 +399,8 @@ class Sync:
                     self._keep(stream, rejection.position, rejection.reason, None, rejection.source)
                 mapping = self.stats.mappings.get((stream, lane.key)) if stream is not None else None  # type: ignore[arg-type]
                 name = mapping.name if mapping is not None else f"a stream to {lane.api_type}"
-                line = f"Record {rejection.position} of {name} was rejected by Heap: {rejection.reason}"
-                self.rejections.warn(name, rejection.kind, line)
+                line = "Record %d of %s was rejected by Heap: %s"
+                self.rejections.warn(name, rejection.kind, line, rejection.position, name, rejection.reason)
             ready += self.checkpoints.settle(result.number)
         return ready
 
@@ -415,20 +415,21 @@ class Sync:
     ) -> None:
         """Counts, keeps and logs a record that cannot be sent (by `mapping`, or by none: its stream or line
         has none); `at` is its place among records when `what` numbers lines."""
-        column = f" (column '{shown(unmappable.field)}')" if unmappable.field else ""
         name = mapping.name if mapping is not None else stream_words(stream)
-        where = f"{what} {unmappable.position} of {name}"
+        column = f" (column '{shown(unmappable.field)}')" if unmappable.field else ""
         if self.fail_on_rejection:
-            reason = f"{unmappable.reason}{column}"
-            raise config_error(f"{where} cannot be sent (on_rejected_record is 'fail'): {reason}")
-        line = f"{where} cannot be sent to Heap: {unmappable.reason}{column}"
+            raise config_error(
+                f"{what} {unmappable.position} of {name} cannot be sent (on_rejected_record is 'fail'): "
+                f"{unmappable.reason}{column}"
+            )
         if self.checkpoints.reject(stream, at or unmappable.position):
             self.stats.records_unmappable += 1
             self._keep(stream, at or unmappable.position, unmappable.reason, unmappable.field, source)
         if mapping is not None:
             tally(mapping.unsendable, unmappable.reason)
         tally(self.stats.unmappable, unmappable.reason)
-        self.rejections.warn(name, unmappable.reason, line)
+        line = "%s %d of %s cannot be sent to Heap: %s%s"
+        self.rejections.warn(name, unmappable.reason, line, what, unmappable.position, name, unmappable.reason, column)
 
     def _keep(
         self,
