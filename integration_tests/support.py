@@ -32,6 +32,8 @@ class Run:
     messages: list[dict[str, Any]]
     stderr: str
     stdout: str = field(repr=False, default="")
+    seconds: float = 0.0  # from the process's first line out to its end: its work, not its start (a loaded
+    # machine takes seconds to start Python and import the CDK)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == kind]
@@ -150,19 +152,23 @@ def run_connector(
         timer = threading.Timer(timeout, process.kill)
         timer.start()
         lines, parsed = [], []
+        first_line_at = None
         try:
             for line in process.stdout:
+                first_line_at = first_line_at or time.monotonic()
                 lines.append(line.decode())
                 message = json.loads(line)
                 parsed.append(message)
                 if on_message is not None:
                     on_message(message)
             process.wait()
+            ended_at = time.monotonic()
         finally:
             timer.cancel()
             process.kill()
         drain.join(5)
-        return Run(process.returncode, parsed, b"".join(stderr_lines).decode(), "".join(lines))
+        seconds = ended_at - (first_line_at or ended_at)
+        return Run(process.returncode, parsed, b"".join(stderr_lines).decode(), "".join(lines), seconds)
 
 
 def platform_state(state_id: Any, name: str = "users", namespace: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -3,8 +3,6 @@ budget that counts every second a request waits once Heap has refused it."""
 
 from __future__ import annotations
 
-import time
-
 from integration_tests.heap_sandbox import Faults, HeapSandbox
 from integration_tests.support import config_for, record, run_connector, stream_messages
 
@@ -33,25 +31,21 @@ def test_user_properties_have_no_per_app_ceiling_by_default():
     with HeapSandbox(Faults(identity_limit=30, identity_window=30.0)) as sandbox:
         config = {**config_for(sandbox, api)}
         del config["max_events_per_minute"]
-        started = time.monotonic()
         run = run_connector("write", config, messages)
-        elapsed = time.monotonic() - started
         snapshot = sandbox.state.snapshot()
     assert run.returncode == 0, run.stderr
     assert snapshot["accepted_count"] == 20_000
     assert snapshot["statuses"].get(429, 0) == 0
-    assert elapsed < 30, "15,000 a minute would take 80 s"
+    assert run.seconds < 30, "15,000 a minute would take 80 s"
 
 
 def test_every_request_throttled_fails_within_twice_the_budget_without_state():
     with HeapSandbox(Faults(throttle_rate=1.0, retry_after=1.0)) as sandbox:
         config = config_for(sandbox, max_retry_seconds=5)
         del config["max_events_per_minute"]
-        started = time.monotonic()
         run = run_connector("write", config, stream_messages(5_000, state_every=100))
-        elapsed = time.monotonic() - started
     assert run.returncode != 0
     assert run.errors[0]["failure_type"] == "transient_error"
     assert "within the 5s retry budget" in run.errors[0]["message"]
     assert run.states == []
-    assert elapsed < 10 + 3, "the budget, its last wait and the process's start"
+    assert run.seconds < 10, "twice the budget"

@@ -164,15 +164,13 @@ def test_a_store_that_trickles_is_cut_off_by_the_deadline_in_write_and_in_check(
     with StoreProxy(s3.url, trickle=True) as proxy, HeapSandbox() as sandbox:
         storage = {**s3.storage(bucket), "s3_endpoint": proxy.url}
         config = config_for(sandbox, object_storage_config=storage, request_timeout_seconds=3)
-        started = time.monotonic()
-        run = run_connector("write", config, [record(0, email=None), record(1), state(1)])
-        checked = run_connector("check", config)
-        took = time.monotonic() - started
+        # a run the deadline did not end is killed at 60 s and carries no error: the asserts below fail
+        run = run_connector("write", config, [record(0, email=None), record(1), state(1)], timeout=60)
+        checked = run_connector("check", config, timeout=60)
     assert run.returncode != 0 and run.states == []
     assert "did not answer a write within 3s" in run.errors[0]["message"]
     status = checked.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and "did not answer within 3s" in status["message"]
-    assert took < 60
 
 
 def test_every_kind_of_refusal_is_stored_as_valid_json_naming_its_stream(s3, bucket):

@@ -210,14 +210,12 @@ def test_a_state_passes_byte_for_byte_and_a_stream_name_with_a_lone_surrogate_is
 def test_https_to_a_server_speaking_plain_http_is_a_config_error_at_once():
     with HeapSandbox() as sandbox:
         config = config_for(sandbox, base_url=sandbox.url.replace("http://", "https://"))
-        started = time.monotonic()
         write = run_connector("write", config, stream_messages(3))
-        elapsed = time.monotonic() - started
         check = run_connector("check", config)
     origin = sandbox.url.replace("http://", "https://")
     assert write.returncode != 0 and write.errors[0]["failure_type"] == "config_error"
     assert f"The TLS handshake with {origin} failed twice" in write.errors[0]["message"]
-    assert elapsed < 20, "not retried for the whole budget"
+    assert write.seconds < 20, "not retried for the whole budget"
     status = check.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and f"The TLS handshake with {origin}" in status["message"]
 
@@ -225,14 +223,12 @@ def test_https_to_a_server_speaking_plain_http_is_a_config_error_at_once():
 def test_a_host_that_does_not_resolve_is_the_config_error_check_gives_within_seconds():
     with HeapSandbox() as sandbox:
         config = config_for(sandbox, base_url="https://heap.invalid")  # .invalid never resolves (RFC 2606)
-    started = time.monotonic()
     write = run_connector("write", config, stream_messages(3))
-    elapsed = time.monotonic() - started
     check = run_connector("check", config)
     assert write.returncode != 0 and write.errors[0]["failure_type"] == "config_error"
     message = write.errors[0]["message"]
     assert message.startswith("cannot reach https://heap.invalid: its host name does not resolve")
-    assert elapsed < 20, "not retried for the whole budget"
+    assert write.seconds < 20, "not retried for the whole budget"
     status = check.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert status["status"] == "FAILED" and message in status["message"]
     assert write.states == []
