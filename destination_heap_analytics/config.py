@@ -122,6 +122,10 @@ class _Api(BaseModel):
     joins_arrays: ClassVar[bool] = True
     """Whether a list is sent as one text (its elements joined by `||`, as track stores them): Heap documents
     arrays for track only."""
+    snapshot_key: ClassVar[tuple[str, ...]] = ()
+    """The item fields that name what change detection remembers Heap accepted."""
+    compares_properties: ClassVar[bool] = False
+    """Whether change detection compares an item's properties (a merge) or only whether Heap has the item."""
 
     @property
     def own_field_columns(self) -> frozenset[str]:
@@ -192,6 +196,7 @@ class TrackApi(_Api):
     identity_limit: ClassVar[IdentityLimit] = TRACK_PER_IDENTITY
     last_write_wins: ClassVar[bool] = False
     joins_arrays: ClassVar[bool] = False
+    snapshot_key: ClassVar[tuple[str, ...]] = ("idempotency_key",)
 
     @field_validator("event_name")
     @classmethod
@@ -245,6 +250,8 @@ class UserPropertiesApi(_Api):
 
     key_field: ClassVar[str] = "identity"
     refused_property_names: ClassVar[frozenset[str]] = frozenset({"id", "user_id"})
+    snapshot_key: ClassVar[tuple[str, ...]] = ("identity",)
+    compares_properties: ClassVar[bool] = True
 
 
 class AccountPropertiesApi(_Api):
@@ -259,6 +266,8 @@ class AccountPropertiesApi(_Api):
     ordered: ClassVar[bool] = True
 
     key_field: ClassVar[str] = "account_id"
+    snapshot_key: ClassVar[tuple[str, ...]] = ("account_id",)
+    compares_properties: ClassVar[bool] = True
 
 
 class IdentifyApi(_Api):
@@ -276,6 +285,7 @@ class IdentifyApi(_Api):
     last_write_wins: ClassVar[bool] = False
     ordered: ClassVar[bool] = True
     """Heap keeps a user id's first link for good and an identity's first ten: calls sharing either go in order."""
+    snapshot_key: ClassVar[tuple[str, ...]] = ("identity", "user_id")
     workers: ClassVar[int] = 64
     """Single calls: throughput comes from many in flight over kept-alive connections."""
     sends_properties: ClassVar[bool] = False
@@ -382,6 +392,41 @@ class S3Storage(BaseModel):
 StorageConfig = Annotated[NoStorage | S3Storage, Field(discriminator="storage_type")]
 
 
+class NoChangeDetection(BaseModel):
+    """Every record is sent, every sync."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: Literal["none"]
+
+
+class LocalSnapshot(BaseModel):
+    """What Heap accepted is kept in a directory, so a re-sync sends only what changed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: Literal["local"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: name a directory on a volume that outlives the container")
+        return value.strip()
+
+
+class ObjectStorageSnapshot(BaseModel):
+    """What Heap accepted is kept in the object_storage_config bucket, so a re-sync sends only what changed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: Literal["object_storage"]
+
+
+ChangeDetection = Annotated[NoChangeDetection | LocalSnapshot | ObjectStorageSnapshot, Field(discriminator="store")]
+
+
 class HeapConfig(BaseModel):
     """Everything the user configures, validated."""
 
@@ -401,6 +446,7 @@ class HeapConfig(BaseModel):
     dry_run: bool = False
     dry_run_payloads: int = Field(10, ge=0)
     object_storage_config: StorageConfig | None = None
+    change_detection: ChangeDetection = NoChangeDetection(store="none")
 
     @field_validator("app_id", mode="before")
     @classmethod
@@ -428,6 +474,17 @@ class HeapConfig(BaseModel):
                     "to use mappings"
                 )
         return raw
+
+    @model_validator(mode="after")
+    def _snapshot_has_a_bucket(self) -> HeapConfig:
+        if isinstance(self.change_detection, ObjectStorageSnapshot) and not isinstance(
+            self.object_storage_config, S3Storage
+        ):
+            raise ValueError(
+                "change_detection: store 'object_storage' keeps the snapshot in the object_storage_config bucket, "
+                "and none is configured: set object_storage_config to S3, or use store 'local' with a path"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -514,6 +571,11 @@ UNSET_API = ({}, {"api_type": "none"})
 """What an api form left unset says: nothing, or the form's own 'None: use Mappings' choice."""
 
 STORAGE_MODELS: dict[str, type[BaseModel]] = {"None": NoStorage, "S3": S3Storage}
+SNAPSHOT_MODELS: dict[str, type[BaseModel]] = {
+    "none": NoChangeDetection,
+    "local": LocalSnapshot,
+    "object_storage": ObjectStorageSnapshot,
+}
 
 API_MODELS: dict[str, type[_Api]] = {
     "track": TrackApi,
@@ -529,9 +591,12 @@ def _describe(error: Mapping[str, Any]) -> str:
         return _unknown_option(loc)
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         where = ".".join(map(str, loc))
-        tag, kinds = (
-            ("storage_type", STORAGE_MODELS) if where.startswith("object_storage") else ("api_type", API_MODELS)
-        )
+        if where.startswith("object_storage"):
+            tag, kinds = "storage_type", STORAGE_MODELS
+        elif where.startswith("change_detection"):
+            tag, kinds = "store", SNAPSHOT_MODELS
+        else:
+            tag, kinds = "api_type", API_MODELS
         found = error.get("input", {}).get(tag) if isinstance(error.get("input"), Mapping) else None
         said = f"{tag} '{str(found)[:40]}' is unknown" if found is not None else f"{tag} is missing"
         return f"{where}: {said}; use one of {', '.join(kinds)}"
@@ -548,6 +613,8 @@ def _unknown_option(loc: list[Any]) -> str:
             model = API_MODELS[part]
         elif part in STORAGE_MODELS:
             model = STORAGE_MODELS[part]
+        elif part in SNAPSHOT_MODELS:
+            model = SNAPSHOT_MODELS[part]
         elif part == "mappings":
             model = StreamMapping
     known = sorted(model.model_fields)

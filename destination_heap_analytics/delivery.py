@@ -169,14 +169,28 @@ class Accepted:
     """Records Heap accepted so far, by stream, counted as each part is accepted (on the senders' threads), so
     progress follows Heap while a batch is still being sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, changes: bool = False) -> None:
         self.lock = threading.Lock()
         self.counts: Counter[StreamKey | None] = Counter()
+        self.changes: list[tuple[tuple[int, bytes, bytes], int]] | None = [] if changes else None
+        """With change detection, each accepted item's change and record position, until the sync records them."""
 
     def add(self, part: Batch) -> None:
-        """Counts the records of an accepted part."""
+        """Counts the records of an accepted part (and keeps its items' changes)."""
         with self.lock:
             part.count_streams(self.counts)
+            changes = self.changes
+            if changes is not None:
+                for item in part.items:
+                    for update in item.merged or (item,):
+                        if update.change is not None:
+                            changes.append((update.change, update.position))
+
+    def take_changes(self) -> list[tuple[tuple[int, bytes, bytes], int]]:
+        """The changes kept since the last call."""
+        with self.lock:
+            changes, self.changes = self.changes or [], [] if self.changes is not None else None
+        return changes
 
     def of(self, stream: StreamKey) -> int:
         """Records of `stream` accepted so far."""

@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,11 +31,12 @@ from airbyte_protocol_dataclasses.models import AirbyteMessage as ProtocolMessag
 
 from .activation import catalog_message, protocol_json
 from .batching import Batch, RequestBody
+from .changes import FOLDER, snapshot_file, writable_folder
 from .client import Answer, HeapClient, Verdict
-from .config import HeapConfig, S3Storage, TrackApi, config_error
+from .config import HeapConfig, LocalSnapshot, ObjectStorageSnapshot, S3Storage, TrackApi, config_error
 from .delivery import CONFIG_FAULTS, redirected, unreachable
 from .messages import LineReader, ObjectReader, polled_lines, ticking
-from .rejected import check_store, store_for
+from .rejected import StoreError, check_store, store_for
 from .routing import routes
 from .schema_check import check_columns
 from .sync import TICK_SECONDS, Sync
@@ -124,6 +126,14 @@ class DestinationHeapAnalytics(Destination):
                     f"The rejected-records store {heap_config.object_storage_config.where} works: a test object "
                     "was written there, read back and deleted."
                 )
+                if isinstance(heap_config.change_detection, ObjectStorageSnapshot):
+                    found.append(f"The change-detection snapshot is kept there, under {FOLDER}/.")
+        if isinstance(heap_config.change_detection, LocalSnapshot):
+            try:
+                writable_folder(Path(heap_config.change_detection.path))
+                found.append(f"The change-detection folder {heap_config.change_detection.path} can be written.")
+            except AirbyteTracedException as error:
+                problems.append(error.message)
         if problems:
             return AirbyteConnectionStatus(status=Status.FAILED, message="; ".join(problems))
         return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=" ".join([*found, CHECKED]))
@@ -207,7 +217,21 @@ class DestinationHeapAnalytics(Destination):
             check_columns(route.api, route.stream)
         sync_id = next((str(s.sync_id) for s in catalog.streams if s.sync_id is not None), None)
         store = store_for(heap_config.object_storage_config, sync_id, heap_config.request_timeout_seconds)
-        yield from Sync(heap_config, found, store).run(messages)
+        where = snapshot_file(heap_config)
+        if where is None:
+            yield from Sync(heap_config, found, store).run(messages)
+            return
+        snapshot = where.open(writable=not heap_config.dry_run)
+        ended = False
+        try:
+            yield from Sync(heap_config, found, store, snapshot).run(messages)
+            ended = True
+        finally:
+            try:
+                where.close(snapshot)
+            except StoreError:
+                if ended:  # else the sync's own error is the one to report
+                    raise
 
     def run(self, args: list[str]) -> None:
         """Runs a command, writing each output message as one line; STATE messages go out as the lines they

@@ -88,6 +88,8 @@ class HeapItem:
     source: bytes | tuple[Mapping[str, Any], float] | None = None
     also: str | None = None
     """A second key the item's request is ordered by (identify's user id), or None."""
+    change: tuple[int, bytes, bytes] | None = None
+    """With change detection, the snapshot's scope, key digest and value digest, recorded once Heap accepts it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ class MappingStats:
     """What Heap accepted of the lane the mapping sends to, by stream."""
     mappings: int = 1
     sent: int = 0
+    unchanged: int = 0
+    """Records skipped because Heap already holds what they would send (change detection)."""
     refused: Counter[str] = field(default_factory=Counter)
     """Records Heap refused, by the class of its answer."""
     unsendable: Counter[str] = field(default_factory=Counter)
@@ -62,7 +64,7 @@ class MappingStats:
     @property
     def read(self) -> int:
         """Records of the stream read (each is sent or unsendable, once per mapping)."""
-        return (self.sent + sum(self.unsendable.values())) // self.mappings
+        return (self.sent + self.unchanged + sum(self.unsendable.values())) // self.mappings
 
     @property
     def in_flight(self) -> int:
@@ -73,6 +75,8 @@ class MappingStats:
         """The mapping's counts in words."""
         accepted = "would be sent" if dry_run else "accepted by Heap"
         words = [f"{self.read:,} read", f"{self.accepted:,} {accepted}"]
+        if self.unchanged:
+            words.append(f"{self.unchanged:,} unchanged (skipped: Heap holds them)")
         if self.refused:
             words.append(f"{sum(self.refused.values()):,} refused by Heap ({reasons(self.refused)})")
         if self.unsendable:
@@ -90,6 +94,7 @@ class MappingStats:
             "mappings": self.mappings,
             "records_read": self.read,
             "records_accepted": self.accepted,
+            "records_unchanged": self.unchanged,
             "records_refused_by_heap": sum(self.refused.values()),
             "records_not_sendable": sum(self.unsendable.values()),
             "refused_by_class": dict(self.refused),
@@ -112,6 +117,8 @@ class SyncStats:
     records_read: int = 0
     records_rejected: int = 0
     records_unmappable: int = 0
+    records_unchanged: int = 0
+    """Records no mapping sent because Heap already holds what each would send; delivered all the same."""
     mappings: dict[tuple[StreamKey, str], MappingStats] = field(default_factory=dict)
     batches: int = 0
     requests: int = 0
@@ -167,7 +174,7 @@ class SyncStats:
         if self.dry_run:
             dry_run = {
                 "dry_run": True,
-                "records_that_would_be_sent": self.records_read - self.records_unmappable,
+                "records_that_would_be_sent": self.records_read - self.records_unmappable - self.records_unchanged,
                 "batches_that_would_be_sent": self.batches,
             }
         else:
@@ -178,6 +185,7 @@ class SyncStats:
             "records_delivered": self.records_delivered,
             "records_rejected": self.records_rejected,
             "records_unmappable": self.records_unmappable,
+            "records_unchanged": self.records_unchanged,
             "requests": self.requests,
             "retries": self.retries,
             "throttled_requests": self.throttled,
@@ -272,7 +280,7 @@ class ProgressLog:
         extra = [f"adjusted: {note} x{count}" for note, count in list(stats.adjusted.items())]
         extra += [f"unreadable lines: {reason} x{count}" for reason, count in list(stats.unreadable.items())]
         logger.info(
-            "%s after %.0fs: %s records read, %s rejected (%s by Heap, %s not sendable); %s %s records/s %s; %s; "
+            "%s after %.0fs: %s records read, %s rejected (%s by Heap, %s not sendable)%s; %s %s records/s %s; %s; "
             "%.1fs waiting on the pace (wall time); %s. %s.%s",
             label,
             now - self.started,
@@ -280,6 +288,7 @@ class ProgressLog:
             f"{stats.records_rejected + stats.records_unmappable:,}",
             f"{stats.records_rejected:,}",
             f"{stats.records_unmappable:,}",
+            f", {stats.records_unchanged:,} unchanged (skipped)" if stats.records_unchanged else "",
             "would send" if stats.dry_run else "Heap accepted",
             f"{rate:,.0f}",
             over,

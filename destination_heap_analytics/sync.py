@@ -21,11 +21,12 @@ from airbyte_cdk.models import (
 )
 
 from .batching import Batch, BatchBuilder, BatchNumbers, ItemTooLarge, RequestBody
+from .changes import Changes, Snapshot, changes_for
 from .checkpoint import CheckpointTracker, Tally
 from .client import HeapClient
 from .config import ApiConfig, HeapConfig, config_error
 from .delivery import Accepted, BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
-from .mapping import OTHER_STREAM, RecordMapper, Unmappable, failure_reason, mapper_for
+from .mapping import OTHER_STREAM, HeapItem, RecordMapper, Unmappable, failure_reason, mapper_for
 from .messages import (
     MalformedState,
     Record,
@@ -79,13 +80,15 @@ class Lane:
         stop: threading.Event,
         app: AppPacing,
         waits: WaitClock,
+        snapshot: Snapshot | None = None,
     ) -> None:
         body = RequestBody(config.app_id, api.items_field)
         self.key = api.endpoint
         self.api_type = api.api_type
         self.url = config.endpoint_url(api)
         self.pacer = Pacer(app.rate_of(api), api.identity_limit, app.lock, waits=waits)
-        self.accepted = Accepted()
+        self.snapshot = snapshot
+        self.accepted = Accepted(changes=snapshot is not None and snapshot.writable)
         max_items = 1 if body.single else self.pacer.app.burst
         self.builder = BatchBuilder(body, config.max_request_bytes, api.last_write_wins, numbers, max_items=max_items)
         if config.dry_run:
@@ -104,8 +107,13 @@ class Lane:
         self.pipeline = Pipeline(sender, 1 if config.dry_run else api.workers, ordered=api.ordered)
 
     def submit(self, batch: Batch | None) -> list[BatchResult]:
-        """Starts sending a batch, if any; returns the results that completed meanwhile."""
-        return self.pipeline.submit(batch) if batch is not None else []
+        """Starts sending a batch, if any, once the snapshot has durably marked its keys sent; returns the results
+        that completed meanwhile."""
+        if batch is None:
+            return []
+        if self.snapshot is not None:
+            self.snapshot.commit()
+        return self.pipeline.submit(batch)
 
 
 ALL_REFUSED_EARLY = 100
@@ -119,10 +127,19 @@ class Delivery:
     """One mapping of a stream to a lane, the last of the lane's batches its records were noted in, and whether
     every record so far failed one mapping rule (a misspelt column, a column of the wrong kind)."""
 
-    __slots__ = ("api_type", "label", "lane", "mapped", "mapper", "noted", "refusal", "refusals", "stats")
+    __slots__ = ("api_type", "changes", "label", "lane", "mapped", "mapper", "noted", "refusal", "refusals", "stats")
 
-    def __init__(self, mapper: RecordMapper, lane: Lane, label: str, api_type: str, stats: MappingStats) -> None:
+    def __init__(
+        self,
+        mapper: RecordMapper,
+        lane: Lane,
+        label: str,
+        api_type: str,
+        stats: MappingStats,
+        changes: Changes | None = None,
+    ) -> None:
         self.mapper = mapper
+        self.changes = changes
         self.lane = lane
         self.label = label
         self.api_type = api_type
@@ -169,8 +186,11 @@ class StreamRoutes:
 class Sync:
     """Loads the catalog's streams into Heap through their routes and yields the STATE lines Heap has made safe."""
 
-    def __init__(self, config: HeapConfig, routes: list[Route], store: NoStore | S3Store) -> None:
+    def __init__(
+        self, config: HeapConfig, routes: list[Route], store: NoStore | S3Store, snapshot: Snapshot | None = None
+    ) -> None:
         self.config = config
+        self.snapshot = snapshot
         self.store = NoStore() if config.dry_run else store
         keep = self.store.where is not None
         self.stats = SyncStats(dry_run=config.dry_run)
@@ -185,13 +205,17 @@ class Sync:
         for route in routes:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
-                lane = self.lanes[route.api.endpoint] = Lane(config, route.api, numbers, stop, app, self.stats.waits)
+                lane = self.lanes[route.api.endpoint] = Lane(
+                    config, route.api, numbers, stop, app, self.stats.waits, snapshot
+                )
             mapper = mapper_for(route.api, route.idempotency_key(), route.key, keep)
             first = route.key not in self.routes
             if first:
                 self.routes[route.key] = StreamRoutes(self.checkpoints.tally(route.key))
             stats = self.stats.mapping(route.key, lane.key, lane.api_type, lane.accepted)
-            self.routes[route.key].deliveries.append(Delivery(mapper, lane, route.label, route.api.api_type, stats))
+            changes = changes_for(snapshot, config, route) if snapshot is not None else None
+            delivery = Delivery(mapper, lane, route.label, route.api.api_type, stats, changes)
+            self.routes[route.key].deliveries.append(delivery)
             logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
             if first and route.stream.destination_sync_mode == DestinationSyncMode.overwrite:
                 logger.info(
@@ -304,12 +328,22 @@ class Sync:
             return self._unmappable(stream, unmappable, (data, emitted_at))
         routed.tally.count += 1
         ready = None
+        unchanged = 0
         for delivery in routed.deliveries:
             lane = delivery.lane
             # Mapping and encoding are pure: whatever one record makes them raise is that record's reason. The
-            # store and the checks below run outside, so their errors stop the sync as they should.
+            # snapshot, the store and the checks below run outside, so their errors stop the sync as they should.
+            changes, change = delivery.changes, None
             try:
                 mapped = delivery.mapper.map(data, emitted_at, position, line)
+                change = changes.of(mapped) if changes is not None and type(mapped) is HeapItem else None
+            except Exception as error:
+                mapped = Unmappable(failure_reason(error), position)
+            if change is not None and changes.unchanged(mapped, change):  # type: ignore[union-attr, arg-type]
+                delivery.stats.unchanged += 1
+                unchanged += 1
+                continue
+            try:
                 full = None if type(mapped) is Unmappable else lane.builder.add(mapped)
             except ItemTooLarge:
                 reason = f"item larger than max_request_bytes ({self.config.max_request_bytes})"
@@ -332,6 +366,8 @@ class Sync:
                     adjusted[note] += 1
             if full is not None:
                 ready = (ready or []) + self._settle(lane.submit(full), lane)
+        if unchanged == len(routed.deliveries):
+            stats.records_unchanged += 1
         return ready
 
     def _unreadable(self, line: Unreadable) -> None:
@@ -390,6 +426,9 @@ class Sync:
         """Counts a lane's settled batches, keeps and logs the records Heap refused, and returns the STATE lines
         the batches let pass."""
         ready: list[bytes] = []
+        if results and self.snapshot is not None:
+            self.snapshot.accepted(lane.accepted.take_changes())
+            self.snapshot.commit()
         for result in results:
             self.stats.add(result, lane.key)
             for rejection in result.rejections:
