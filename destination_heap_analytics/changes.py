@@ -3,9 +3,10 @@
 The snapshot is one SQLite file. Per scope (an app, a stream and one mapping of it) it holds a digest
 of each key Heap accepted: for the property APIs the key's last accepted properties, for track an
 event's idempotency key, for identify an identity and user id pair. A property update is skipped
-only when it equals the last one Heap accepted for its key and no update of that key was sent in
-this sync; before an update is sent, its key is marked sent (committed before the request leaves),
-so a sync killed at any moment leaves keys whose fate is unknown marked, and the next sync sends them.
+only when it equals the last one Heap accepted for its key and no update of that key is in flight:
+before an update is sent its key is marked sent (committed before the request leaves), and an answer
+records the update's digest only if no later update of the key was sent meanwhile. A sync killed at
+any moment leaves every key whose fate is unknown marked, and the next sync sends it.
 """
 
 from __future__ import annotations
@@ -47,14 +48,13 @@ CACHE_KIB = 32 * 1024
 """SQLite's page cache: the snapshot is read from disk, never held whole in memory."""
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS syncs (id INTEGER PRIMARY KEY, started REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS scopes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, "
     "fingerprint TEXT NOT NULL, generation INTEGER, compares INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS items (scope INTEGER NOT NULL, key BLOB NOT NULL, digest BLOB, "
-    "sync INTEGER NOT NULL, pending INTEGER NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID",
+    "pending INTEGER NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID",
 )
-"""`digest` is NULL while an update of the key is sent and not known accepted; `sync` and `pending` name the
-sync and the record (its position) that last sent the key, so an earlier answer never overwrites a later send."""
+"""`digest` is NULL while an update of the key is sent and not known accepted; `pending` is the position of the
+record that last sent the key, so an earlier answer never overwrites a later send."""
 
 
 def digest(data: bytes) -> bytes:
@@ -74,10 +74,6 @@ class Snapshot:
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         for statement in SCHEMA:
             self.db.execute(statement)
-        if writable:
-            self.sync = self.db.execute("INSERT INTO syncs (started) VALUES (?)", (time.time(),)).lastrowid or 0
-        else:
-            self.sync = (self.db.execute("SELECT max(id) FROM syncs").fetchone()[0] or 0) + 1
         self.db.commit()
         self.compares: set[int] = set()
         self.dirty = False
@@ -121,15 +117,15 @@ class Snapshot:
     def unchanged(self, scope: int, key: bytes, value: bytes, position: int) -> bool:
         """Whether Heap already holds this update (a property set) or item (an event, a link); when it does
         not, marks its key sent by the record at `position`, to be committed before the request leaves."""
-        row = self.find("SELECT digest, sync FROM items WHERE scope = ? AND key = ?", (scope, key)).fetchone()
+        row = self.find("SELECT digest FROM items WHERE scope = ? AND key = ?", (scope, key)).fetchone()
         if scope in self.compares:
-            if row is not None and row[0] == value and row[1] != self.sync:
+            if row is not None and row[0] == value:
                 return True
             if self.writable:
                 self.db.execute(
-                    "INSERT INTO items VALUES (?, ?, NULL, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET digest = NULL, "
-                    "sync = excluded.sync, pending = excluded.pending",
-                    (scope, key, self.sync, position),
+                    "INSERT INTO items VALUES (?, ?, NULL, ?) "
+                    "ON CONFLICT (scope, key) DO UPDATE SET digest = NULL, pending = excluded.pending",
+                    (scope, key, position),
                 )
                 self.dirty = True
             return False
@@ -142,15 +138,13 @@ class Snapshot:
         updates, inserts = [], []
         for (scope, key, value), position in changes:
             if scope in self.compares:
-                updates.append((value, scope, key, self.sync, position))
+                updates.append((value, scope, key, position))
             else:
-                inserts.append((scope, key, value, self.sync))
+                inserts.append((scope, key, value))
         if updates:
-            self.db.executemany(
-                "UPDATE items SET digest = ? WHERE scope = ? AND key = ? AND sync = ? AND pending = ?", updates
-            )
+            self.db.executemany("UPDATE items SET digest = ? WHERE scope = ? AND key = ? AND pending = ?", updates)
         if inserts:
-            self.db.executemany("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, 0)", inserts)
+            self.db.executemany("INSERT OR IGNORE INTO items VALUES (?, ?, ?, 0)", inserts)
         self.dirty = self.dirty or bool(updates or inserts)
 
     def commit(self) -> None:
