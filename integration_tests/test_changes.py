@@ -14,10 +14,9 @@ import pytest
 
 from integration_tests.forked import MAIN
 from integration_tests.heap_sandbox import Faults, HeapSandbox
-from integration_tests.support import S3Server, catalog, config_for, record, run_connector, stream_messages
+from integration_tests.support import catalog, config_for, record, run_connector, stream_messages
 
 USERS = {"api_type": "add_user_properties", "identity_column": "email", "property_columns": "plan, seats"}
-BUCKET = "heap-snapshots"
 
 
 def users(count: int, plan=lambda seq: "free", seats=lambda seq: 1, state_every: int = 500):
@@ -143,22 +142,6 @@ def test_a_snapshot_path_that_cannot_be_written_is_a_config_error_before_any_req
     assert status["status"] == "FAILED" and "change_detection.path" in status["message"]
     fine = run_connector("check", local(sandbox, tmp_path / "ok")).of_type("CONNECTION_STATUS")[0]["connectionStatus"]
     assert fine["status"] == "SUCCEEDED" and "change-detection folder" in fine["message"]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3):
-    s3.client().create_bucket(Bucket=BUCKET)
-    yield BUCKET
-    client = s3.client()
-    for key in s3.objects(BUCKET):
-        client.delete_object(Bucket=BUCKET, Key=key)
-    client.delete_bucket(Bucket=BUCKET)
 
 
 def in_a_fresh_container(tmp_path, name: str, config: dict, messages: list[dict]) -> subprocess.CompletedProcess:

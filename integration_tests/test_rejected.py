@@ -13,25 +13,7 @@ import pytest
 from destination_heap_analytics import rejected
 from destination_heap_analytics.config import S3Storage
 from integration_tests.heap_sandbox import Faults, HeapSandbox
-from integration_tests.support import S3Server, StoreProxy, catalog, config_for, record, run_connector, state
-
-BUCKET = "heap-rejected"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3):
-    s3.client().create_bucket(Bucket=BUCKET)
-    yield BUCKET
-    client = s3.client()
-    for key in s3.objects(BUCKET):
-        client.delete_object(Bucket=BUCKET, Key=key)
-    client.delete_bucket(Bucket=BUCKET)
+from integration_tests.support import StoreProxy, catalog, config_for, record, run_connector, state
 
 
 def span_with_every_kind_of_rejection():
@@ -75,8 +57,8 @@ def test_every_rejected_record_is_kept_with_its_reason_and_counted_on_its_state(
     assert rows[1]["seq"] == 2 and rows[0]["_heap_emitted_at"] == 1666325394622
     assert rows[2]["_heap_raw"] == json.dumps(span_with_every_kind_of_rejection()[3]), "the line, kept as it came"
     assert run.summary["rejected_records_stored"] == 3
-    assert run.summary["rejected_records_store"] == "s3://heap-rejected/heap/rejected/4242"
-    assert "3 rejected records kept in s3://heap-rejected/heap/rejected/4242" in run.logs
+    assert run.summary["rejected_records_store"] == "s3://heap-bucket/heap/rejected/4242"
+    assert "3 rejected records kept in s3://heap-bucket/heap/rejected/4242" in run.logs
     assert not any("POISON" in line for line in run.logs), "the store holds values; the logs do not"
 
 
