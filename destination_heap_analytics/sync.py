@@ -340,6 +340,7 @@ class Sync:
             except Exception as error:
                 mapped = Unmappable(failure_reason(error), position)
             if change is not None and changes.unchanged(mapped, change):  # type: ignore[union-attr, arg-type]
+                delivery.mapped = True
                 delivery.stats.unchanged += 1
                 unchanged += 1
                 continue

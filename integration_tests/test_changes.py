@@ -187,3 +187,12 @@ def test_a_second_sync_on_one_object_store_snapshot_fails_clearly_and_a_stale_lo
     assert taken.returncode == 0, taken.stderr
     assert len(sandbox.items("users")) == 600, "a killed sync's snapshot may lag Heap: every property is sent again"
     assert any("did not end" in log for log in taken.logs)
+
+
+def test_a_resync_whose_sendable_records_are_all_unchanged_is_not_a_mapping_that_maps_nothing(sandbox, tmp_path):
+    config = local(sandbox, tmp_path, USERS)
+    assert run_connector("write", config, users(200)).returncode == 0
+    blank = [record(1_000 + seq, email="", plan="free", seats=1) for seq in range(20)]
+    run = run_connector("write", config, [*users(200), *blank])
+    assert run.returncode == 0, run.errors
+    assert run.summary["records_unchanged"] == 200 and run.summary["records_unmappable"] == 20
