@@ -27,6 +27,10 @@ Modes, all on the same generated data (seed-like user events with nested fields,
             `*` through track (event and timestamp columns, idempotency keys) and add_user_properties:
             CPU per record as the slope between 2,000 and 200,000 records (start-up apart), against a
             floor that parses, flattens and serialises the same records, measured in the same rounds
+  changes   change detection with a local snapshot: 10,000 events at Heap's 15,000 a minute synced
+            twice (first and unchanged re-sync wall time); 200 changed and 300 new of 20,000 users
+            (what is sent); 300,000 users unpaced, first sync and unchanged re-sync, then that
+            re-sync again over a snapshot of 10 million keys (time and peak RSS)
   rss       peak RSS of the connector for the small input and for the cpu mode's
   breakdown CPU of the connector's in-process steps per record, and of one POST with its client
 """
@@ -44,6 +48,7 @@ import os
 import platform
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -228,12 +233,16 @@ def wait_measured(pid: int) -> tuple[int, Any, float]:
         time.sleep(0.05)
 
 
-def connector(path: Path, records: int, faults: Faults, must_succeed: bool = True, **options: Any) -> dict[str, Any]:
-    """Runs `main.py write` on the file against a fresh sandbox; measures wall time, CPU and peak RSS.
+def connector(
+    path: Path, records: int, faults: Faults, must_succeed: bool = True, sandbox: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """Runs `main.py write` on the file against a fresh sandbox (or the running one at `sandbox`, whose counts
+    then include earlier runs'); measures wall time, CPU and peak RSS.
 
     The config is unpaced unless `options` say otherwise; an option given as None is left out.
     """
-    with sandbox_process(faults) as url, tempfile.TemporaryDirectory() as tmp:
+    running = contextlib.nullcontext(sandbox) if sandbox else sandbox_process(faults)
+    with running as url, tempfile.TemporaryDirectory() as tmp:
         config = {"app_id": "11", "base_url": url, "api": API, "max_events_per_minute": UNLIMITED, **options}
         config = {key: value for key, value in config.items() if value is not None}
         (Path(tmp) / "config.json").write_text(json.dumps(config))
@@ -425,6 +434,87 @@ def rejected_cost() -> dict[str, Any]:
         "store_us_per_record": store_us,
         "rejected_us_each": extra_cpu / rejected * 1e6,
     }
+
+
+QUIET = Faults(keep_items=False, validate=False)
+SNAPSHOT_KEYS = 10_000_000
+"""Keys in the snapshot the large re-sync looks its users up in (its own, and random ones of the same scope)."""
+
+
+def with_changes(source: Path, target: Path, keep: int, changed: set[int]) -> None:
+    """Copies generated records (a user of its own each) of users below `keep`, with a new plan for `changed`."""
+    with source.open("rb") as lines, target.open("wb") as out:
+        for line in lines:
+            message = orjson.loads(line)
+            if message["type"] == "RECORD":
+                data = message["record"]["data"]
+                user = int(data["email"].removeprefix("user").split("@")[0])
+                if user >= keep:
+                    continue
+                if user in changed:
+                    data["plan"] = "changed"
+                line = orjson.dumps(message) + b"\n"
+            out.write(line)
+
+
+def resynced(url: str, path: Path, records: int, snapshot: Path, sent: int, **options: Any) -> dict[str, Any]:
+    """One sync with a local snapshot against the sandbox at `url` (one Heap for every sync of a snapshot: its
+    URL is part of what the snapshot is of); exits unless it succeeded and Heap received exactly `sent` items."""
+    change_detection = {"store": "local", "path": str(snapshot)}
+    before = requests.get(f"{url}/_sandbox/received", timeout=30).json()["accepted_count"]
+    run = connector(path, records, QUIET, False, url, change_detection=change_detection, **options)
+    run["sent"] = run["accepted_count"] - before
+    if run["returncode"] != 0 or run["sent"] != sent:
+        raise SystemExit(f"changes: exit {run['returncode']}, {run['sent']} sent where {sent} should be")
+    return run
+
+
+def change_detection() -> dict[str, Any]:
+    """What a re-sync costs with change detection: paced, partly changed, and over a snapshot of 10M keys."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(QUIET) as url:
+        folder = Path(tmp)
+        events = folder / "events.jsonl"
+        generate(events, 10_000)
+        paced = {"max_events_per_minute": 15_000}
+        first = resynced(url, events, 10_000, folder / "events", 10_000, **paced)
+        again = resynced(url, events, 10_000, folder / "events", 0, **paced)
+        results["paced"] = {"first_seconds": first["seconds"], "resync_seconds": again["seconds"]}
+        users = folder / "users.jsonl"
+        generate(users, 20_000, distinct=True)
+        changed = set(random.Random(5).sample(range(19_700), 200))
+        before, after = folder / "before.jsonl", folder / "after.jsonl"
+        with_changes(users, before, 19_700, set())
+        with_changes(users, after, 20_000, changed)
+        properties = {"api": PROPERTIES_API, "max_events_per_minute": None}
+        resynced(url, before, 19_700, folder / "users", 19_700, **properties)
+        changed_run = resynced(url, after, 20_000, folder / "users", 500, **properties)
+        results["changed"] = {"records": 20_000, "sent": changed_run["sent"]}
+        large = folder / "large.jsonl"
+        generate(large, 300_000, distinct=True)
+        first = resynced(url, large, 300_000, folder / "large", 300_000, **properties)
+        again = resynced(url, large, 300_000, folder / "large", 0, **properties)
+        db = sqlite3.connect(folder / "large" / "heap_snapshot.sqlite3")
+        (scope,) = db.execute("SELECT id FROM scopes").fetchone()
+        rng = random.Random(9)
+        for _ in range((SNAPSHOT_KEYS - 300_000) // 100_000):
+            rows = [(scope, rng.randbytes(16), rng.randbytes(16)) for _ in range(100_000)]
+            db.executemany("INSERT INTO items VALUES (?, ?, ?, 0)", rows)
+        db.commit()
+        keys = db.execute("SELECT count(*) FROM items").fetchone()[0]
+        db.close()
+        over = resynced(url, large, 300_000, folder / "large", 0, **properties)
+        results["large"] = {
+            "records": 300_000,
+            "first_seconds": first["seconds"],
+            "resync_seconds": again["seconds"],
+            "snapshot_keys": keys,
+            "snapshot_mb": (folder / "large" / "heap_snapshot.sqlite3").stat().st_size / 1e6,
+            "resync_over_snapshot_seconds": over["seconds"],
+            "resync_over_snapshot_peak_rss_mb": over["peak_rss_mb"],
+            "first_peak_rss_mb": first["peak_rss_mb"],
+        }
+    return results
 
 
 NESTED_APIS = {
@@ -657,7 +747,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument(
         "--only",
-        choices=["early-429", "quiet", "rejected", "identify", "nested", "pacing"],
+        choices=["early-429", "quiet", "rejected", "identify", "nested", "pacing", "changes"],
         action="append",
         help="run only these modes, keeping the rest of --out",
     )
@@ -712,7 +802,7 @@ def main() -> None:
             max_events_per_minute=None,
             max_retry_seconds=15,
         )
-    run_adaptive(results, ["pacing", "early-429", "quiet", "rejected", "identify", "nested"])
+    run_adaptive(results, ["pacing", "early-429", "quiet", "rejected", "identify", "nested", "changes"])
     report(results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
@@ -739,6 +829,9 @@ def run_adaptive(results: dict[str, Any], modes: list[str]) -> None:
     if "rejected" in modes:
         print("rejected: no store, a store and none rejected, a store and every other record rejected", flush=True)
         results["rejected"] = rejected_cost()
+    if "changes" in modes:
+        print("changes: re-syncs with a local snapshot, paced, partly changed, over 10M keys", flush=True)
+        results["changes"] = change_detection()
 
 
 def report(results: dict[str, Any]) -> None:
@@ -867,6 +960,33 @@ def adaptive_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             )
         )
+    if "changes" in results:
+        changes = results["changes"]
+        paced, large = changes["paced"], changes["large"]
+        rows += [
+            (
+                "changes: 10,000 events at 15,000/min, first sync / unchanged re-sync",
+                f"{paced['first_seconds']:.1f} s / {paced['resync_seconds']:.1f} s "
+                f"({paced['resync_seconds'] / paced['first_seconds']:.0%})",
+                "re-sync <= 25%",
+            ),
+            (
+                "changes: 200 changed + 300 new of 20,000 users: items sent",
+                f"{changes['changed']['sent']:,}",
+                "exactly 500",
+            ),
+            (
+                f"changes: {large['records']:,} users unpaced, first sync / unchanged re-sync",
+                f"{large['first_seconds']:.1f} s / {large['resync_seconds']:.1f} s",
+                "re-sync no slower",
+            ),
+            (
+                f"changes: that re-sync over a snapshot of {large['snapshot_keys']:,} keys "
+                f"({large['snapshot_mb']:,.0f} MB): time, peak RSS",
+                f"{large['resync_over_snapshot_seconds']:.1f} s, {large['resync_over_snapshot_peak_rss_mb']:.0f} MB",
+                "<= 250 MB",
+            ),
+        ]
     return rows
 
 
