@@ -282,7 +282,13 @@ class ObjectFile:
     def open(self, writable: bool) -> Snapshot:
         """A working copy of the snapshot, once this sync holds the lock (a dry run reads it only)."""
         self.client = s3_client(self.storage)
-        self.work = tempfile.mkdtemp(prefix="heap_snapshot_")
+        try:
+            self.work = tempfile.mkdtemp(prefix="heap_snapshot_")
+        except OSError as error:
+            raise config_error(
+                "change_detection 'object_storage' works on a copy of the snapshot in a temporary folder, and "
+                f"none can be written ({error.strerror or type(error).__name__}): set TMPDIR to a writable folder"
+            ) from None
         path = Path(self.work) / FILE_NAME
         recovered = self._take_lock() if writable else False
         try:

@@ -2,7 +2,8 @@
 
 Usage: python -m integration_tests.image_check IMAGE [podman global options...]
 Every `write` runs with a read-only root filesystem, one of them as `--user 1000` named explicitly; the
-config and catalog are mounted read-only, as the platform mounts them. Exits non-zero at the first
+config and catalog are mounted read-only, as the platform mounts them; a last pair of writes keeps a
+change-detection snapshot on a mounted volume. Exits non-zero at the first
 difference from what the platform expects.
 """
 
@@ -24,9 +25,20 @@ RUN = ["run", "--rm", "-i", "--runtime", "runc", "--network", "host", "--read-on
 LIMITS = ["--ulimit", "nofile=8192:8192", "--ulimit", "nproc=8192:8192"]
 
 
-def container(podman: list[str], image: str, args: list[str], mounts: Path, stdin: bytes = b"", user: bool = False):
-    """Runs the image with the connector's arguments; returns its output messages."""
+def container(
+    podman: list[str],
+    image: str,
+    args: list[str],
+    mounts: Path,
+    stdin: bytes = b"",
+    user: bool = False,
+    volume: Path | None = None,
+):
+    """Runs the image with the connector's arguments (and `volume` mounted writable at /volume); returns its
+    output messages."""
     command = [*podman, *RUN, *LIMITS, "-v", f"{mounts}:/config:ro"]
+    if volume is not None:
+        command += ["-v", f"{volume}:/volume"]
     if user:
         command += ["--user", "1000"]
     process = subprocess.run([*command, image, *args], input=stdin, capture_output=True, check=False, timeout=300)
@@ -96,6 +108,25 @@ def main() -> None:
                 print(
                     f"write {name} ({who}read-only): {len(received)} {', '.join(fields)} received, STATE ids in order"
                 )
+        resync_sends_nothing(podman, image, mounts, stdin, records)
+
+
+def resync_sends_nothing(podman: list[str], image: str, mounts: Path, stdin: bytes, records: int) -> None:
+    """Two writes as --user 1000 with a local change-detection snapshot on a mounted volume, as `docker run -v`
+    gives one: the second sends nothing and still counts every record delivered."""
+    with HeapSandbox() as sandbox, tempfile.TemporaryDirectory() as volume:
+        Path(volume).chmod(0o777)
+        config = json.loads((SAMPLES / "config_track.json").read_text())
+        config.update(base_url=sandbox.url, change_detection={"store": "local", "path": "/volume/snapshot"})
+        (mounts / "config.json").write_text(json.dumps(config))
+        (mounts / "config.json").chmod(0o644)
+        args = ["write", "--config", "/config/config.json", "--catalog", "/config/catalog.json"]
+        for sync in ("first", "second"):
+            out = container(podman, image, args, mounts, stdin, user=True, volume=Path(volume))
+            states = [m["state"] for m in out if m["type"] == "STATE"]
+            assert sum(state["destinationStats"]["recordCount"] for state in states) == records, sync
+            assert len(sandbox.items("events")) == records, f"{sync} sync: Heap has {len(sandbox.items('events'))}"
+        print(f"write track with a local snapshot on a volume (--user 1000, read-only), twice: {records} events once")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from destination_heap_analytics.changes import Snapshot, digest
+from destination_heap_analytics.changes import ObjectFile, Snapshot, digest
+from destination_heap_analytics.config import S3Storage
 
 KEYS = st.sampled_from("ab")
 VALUES = st.integers(0, 1)
@@ -139,3 +142,15 @@ def test_a_changed_mapping_or_a_refresh_empties_the_scope_and_a_dry_run_writes_n
     assert again.known(scope) == 0
     again.close()
     assert sqlite3.connect(path).execute("SELECT count(*) FROM items").fetchone()[0] == 0
+
+
+def test_an_object_store_snapshot_without_a_writable_temp_folder_is_a_config_error(monkeypatch):
+    def no_folder(**_):
+        raise FileNotFoundError(2, "No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_folder)
+    storage = S3Storage(storage_type="S3", s3_bucket_name="b", s3_endpoint="http://127.0.0.1:1")
+    with pytest.raises(AirbyteTracedException) as raised:
+        ObjectFile(storage, "11", 5).open(writable=True)
+    assert raised.value.failure_type == FailureType.config_error
+    assert "set TMPDIR to a writable folder" in raised.value.message
