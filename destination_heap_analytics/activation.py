@@ -37,18 +37,19 @@ class Operation:
 
     object_name: str
     title: str
-    sync_mode: DestinationSyncMode
+    sync_modes: tuple[DestinationSyncMode, ...]
+    """What Heap can do with a row of it: Insert (append) or Upsert (append_dedup); never update, which would
+    leave absent keys alone (Heap creates them), nor soft_delete."""
     required: tuple[str, ...]
     optional: tuple[str, ...]
     api: dict[str, Any]
 
-    @property
-    def matching_keys(self) -> list[list[str]] | None:
-        """The keys an upsert matches on: the object's key field, for the objects Heap updates in place."""
-        return [[self.required[0]]] if self.sync_mode == DestinationSyncMode.append_dedup else None
+    def matching_keys(self, sync_mode: DestinationSyncMode) -> list[list[str]] | None:
+        """The keys an upsert matches on: the object's key field."""
+        return [[self.required[0]]] if sync_mode == DestinationSyncMode.append_dedup else None
 
-    def published(self) -> DestinationOperation:
-        """The operation as `discover` publishes it."""
+    def published(self) -> list[DestinationOperation]:
+        """The operation as `discover` publishes it: once per sync mode it takes."""
         schema = {
             "type": "object",
             "title": self.title,
@@ -56,7 +57,9 @@ class Operation:
             "required": list(self.required),
             "additionalProperties": True,
         }
-        return DestinationOperation(self.object_name, self.sync_mode, schema, self.matching_keys)
+        return [
+            DestinationOperation(self.object_name, mode, schema, self.matching_keys(mode)) for mode in self.sync_modes
+        ]
 
     def api_for(self, declared: set[str]) -> ApiConfig:
         """The API config a stream mapped to this object is loaded with: the object's fields by name (the
@@ -75,7 +78,7 @@ OPERATIONS = (
     Operation(
         "event",
         "Event (by identity)",
-        DestinationSyncMode.append,
+        (DestinationSyncMode.append,),
         ("identity", "event"),
         ("timestamp", "idempotency_key"),
         {"api_type": "track", "identity_column": "identity", "event_column": "event"},
@@ -83,7 +86,7 @@ OPERATIONS = (
     Operation(
         "event_by_user_id",
         "Event (by Heap user id)",
-        DestinationSyncMode.append,
+        (DestinationSyncMode.append,),
         ("user_id", "event"),
         ("timestamp", "idempotency_key"),
         {"api_type": "track", "user_id_column": "user_id", "event_column": "event"},
@@ -91,7 +94,7 @@ OPERATIONS = (
     Operation(
         "user_properties",
         "User properties",
-        DestinationSyncMode.append_dedup,
+        (DestinationSyncMode.append_dedup, DestinationSyncMode.append),
         ("identity",),
         (),
         {"api_type": "add_user_properties", "identity_column": "identity"},
@@ -99,7 +102,7 @@ OPERATIONS = (
     Operation(
         "account_properties",
         "Account properties",
-        DestinationSyncMode.append_dedup,
+        (DestinationSyncMode.append_dedup, DestinationSyncMode.append),
         ("account_id",),
         (),
         {"api_type": "add_account_properties", "account_id_column": "account_id"},
@@ -107,7 +110,7 @@ OPERATIONS = (
     Operation(
         "identify",
         "Identify (link a Heap user id to an identity)",
-        DestinationSyncMode.append,
+        (DestinationSyncMode.append,),
         ("user_id", "identity"),
         ("timestamp",),
         {"api_type": "identify", "user_id_column": "user_id", "identity_column": "identity"},
@@ -117,6 +120,14 @@ OPERATIONS = (
 both, and a JSON schema's `required` cannot say "exactly one": each object requires the key it sends."""
 
 BY_NAME = {operation.object_name: operation for operation in OPERATIONS}
+MODE_WORDS = {
+    DestinationSyncMode.append: "Insert",
+    DestinationSyncMode.append_dedup: "Upsert",
+    DestinationSyncMode.update: "Update",
+    DestinationSyncMode.soft_delete: "Soft delete",
+    DestinationSyncMode.overwrite: "Overwrite",
+}
+"""The sync modes as the mapping screen names them."""
 
 
 def protocol_json(message: AirbyteMessage) -> dict[str, Any]:
@@ -130,7 +141,7 @@ def _without_none(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def catalog_message() -> AirbyteMessage:
     """The DESTINATION_CATALOG message `discover` prints."""
-    catalog = DestinationCatalog([operation.published() for operation in OPERATIONS])
+    catalog = DestinationCatalog([published for operation in OPERATIONS for published in operation.published()])
     return AirbyteMessage(type=Type.DESTINATION_CATALOG, destination_catalog=catalog)
 
 
@@ -142,6 +153,13 @@ def api_of(stream: ConfiguredAirbyteStream, label: str) -> ApiConfig:
     if operation is None:
         known = ", ".join(BY_NAME)
         raise config_error(f"Stream '{label}' is mapped to '{name}', which is not a Heap object (they are: {known}).")
+    mode = stream.destination_sync_mode
+    if mode not in operation.sync_modes:
+        taken = " or ".join(f"{MODE_WORDS[m]} ({m.value})" for m in operation.sync_modes)
+        raise config_error(
+            f"Stream '{label}' is mapped to {operation.object_name} as {MODE_WORDS.get(mode, str(mode))} "
+            f"({getattr(mode, 'value', mode)}), which Heap cannot do for it: choose {taken} in the connection."
+        )
     schema = stream.stream.json_schema or {}
     declared = set(schema.get("properties") or {})
     for field in operation.required:
@@ -151,10 +169,11 @@ def api_of(stream: ConfiguredAirbyteStream, label: str) -> ApiConfig:
                 "map a column to it in the connection's mapping."
             )
     key = [list(path) for path in stream.primary_key or []]
-    allowed = [[[field] for field in match] for match in operation.matching_keys or []]
+    allowed = [[[field] for field in match] for match in operation.matching_keys(mode) or []]
     if key and key not in allowed:
         fields = ", ".join(".".join(path) for path in key)
-        matching = " or ".join(", ".join(match) for match in operation.matching_keys or []) or "none (it only inserts)"
+        keys = operation.matching_keys(mode) or []
+        matching = " or ".join(", ".join(match) for match in keys) or "none (it only inserts)"
         raise config_error(
             f"Stream '{label}' matches {operation.object_name} on '{fields}', which is not one of its matching "
             f"keys: {matching}."

@@ -18,14 +18,23 @@ def test_discover_publishes_heaps_objects():
     assert run.returncode == 0, run.stderr
     (message,) = run.of_type("DESTINATION_CATALOG")
     operations = [DestinationOperation(**op) for op in message["destination_catalog"]["operations"]]
-    by_name = {op.object_name: op for op in operations}
-    assert set(by_name) == {"event", "event_by_user_id", "user_properties", "account_properties", "identify"}
-    assert by_name["identify"].json_schema["required"] == ["user_id", "identity"]
-    assert by_name["event"].sync_mode == "append" and by_name["event"].json_schema["required"] == ["identity", "event"]
-    assert {"timestamp", "idempotency_key"} <= set(by_name["event"].json_schema["properties"])
-    assert by_name["user_properties"].sync_mode == DestinationSyncMode.append_dedup.value
-    assert by_name["user_properties"].matching_keys == [["identity"]]
-    assert by_name["account_properties"].matching_keys == [["account_id"]]
+    by_name = {(op.object_name, op.sync_mode): op for op in operations}
+    upsert, insert = DestinationSyncMode.append_dedup.value, DestinationSyncMode.append.value
+    assert set(by_name) == {
+        ("event", insert),
+        ("event_by_user_id", insert),
+        ("user_properties", upsert),
+        ("user_properties", insert),
+        ("account_properties", upsert),
+        ("account_properties", insert),
+        ("identify", insert),
+    }, "events and links are only inserted; properties are upserted or inserted; nothing is updated or deleted"
+    assert by_name[("identify", insert)].json_schema["required"] == ["user_id", "identity"]
+    assert by_name[("event", insert)].json_schema["required"] == ["identity", "event"]
+    assert {"timestamp", "idempotency_key"} <= set(by_name[("event", insert)].json_schema["properties"])
+    assert by_name[("user_properties", upsert)].matching_keys == [["identity"]]
+    assert by_name[("account_properties", upsert)].matching_keys == [["account_id"]]
+    assert by_name[("user_properties", insert)].matching_keys is None
     assert all(op.json_schema["additionalProperties"] is True for op in operations)
 
 
@@ -127,3 +136,35 @@ def test_check_passes_with_a_config_that_maps_nothing_and_an_unmapped_stream_is_
     assert check.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
     assert write.returncode != 0
     assert "Stream 'users' is in the connection but nothing loads it" in write.errors[0]["message"]
+
+
+def test_a_sync_mode_an_object_does_not_take_is_a_config_error_before_any_request():
+    cases = [
+        (activation_stream("logins", "event", ["identity", "event"], "append_dedup", ["identity"]), "event"),
+        (activation_stream("crm", "user_properties", ["identity"], "update", ["identity"]), "user_properties"),
+        (activation_stream("links", "identify", ["user_id", "identity"], "soft_delete"), "identify"),
+    ]
+    for stream, object_name in cases:
+        with HeapSandbox() as sandbox:
+            run = run_connector(
+                "write", {"app_id": "11", "base_url": sandbox.url}, [], catalog_json={"streams": [stream]}
+            )
+            requests = sandbox.state.snapshot()["requests"]
+        assert run.returncode != 0 and run.errors[0]["failure_type"] == "config_error"
+        message = run.errors[0]["message"]
+        name = stream["stream"]["name"]
+        assert message.startswith(f"Stream '{name}' is mapped to {object_name} as "), message
+        assert "which Heap cannot do for it: choose " in message and requests == 0
+    assert message.endswith("choose Insert (append) in the connection.")
+
+
+def test_user_properties_mapped_as_insert_load_as_an_upsert_does():
+    stream = activation_stream("crm_users", "user_properties", ["identity", "plan"], "append")
+    with HeapSandbox() as sandbox:
+        config = {"app_id": "11", "base_url": sandbox.url}
+        run = run_connector(
+            "write", config, [record("crm_users", identity="jo@x.io", plan="pro")], {"streams": [stream]}
+        )
+        users = sandbox.items("users")
+    assert run.returncode == 0, run.errors
+    assert users == [{"identity": "jo@x.io", "properties": {"plan": "pro"}}]
