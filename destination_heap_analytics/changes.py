@@ -15,7 +15,7 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -100,7 +100,7 @@ class Snapshot:
             if reason is not None and self.writable:
                 self.db.execute("DELETE FROM items WHERE scope = ?", (scope,))
             if self.writable:
-                generation = max(generation, last) if generation is not None and last is not None else generation
+                generation = last if generation is None else max(generation, last if last is not None else generation)
                 self.db.execute(
                     "UPDATE scopes SET fingerprint = ?, generation = ? WHERE id = ?", (fingerprint, generation, scope)
                 )
@@ -276,7 +276,6 @@ class ObjectFile:
         self.client: Any = None
         self.work = ""
         self.stopped = threading.Event()
-        self.heartbeat: threading.Thread | None = None
         self.held = False
 
     def open(self, writable: bool) -> Snapshot:
@@ -290,14 +289,13 @@ class ObjectFile:
                 f"none can be written ({error.strerror or type(error).__name__}): set TMPDIR to a writable folder"
             ) from None
         path = Path(self.work) / FILE_NAME
-        recovered = self._take_lock() if writable else False
+        recovered = False
         try:
-            self._call(lambda: self.client.download_file(self.bucket, self.key, str(path)), "a read")
-        except StoreError:
+            recovered = self._take_lock() if writable else False
+            self._download(path)
+        except BaseException:  # nothing is sent: the lock and the working copy go, and the error stands
+            self._let_go()
             raise
-        except s3_errors() as error:
-            if s3_error(error) not in ("404", "NoSuchKey"):
-                raise self._failed("read", s3_error(error)) from None
         snapshot = Snapshot(path, self.where, writable)
         if recovered:
             logger.warning(
@@ -311,20 +309,37 @@ class ObjectFile:
         return snapshot
 
     def close(self, snapshot: Snapshot) -> None:
-        """Closes the working copy, uploads it and lets the lock go (a dry run uploads nothing)."""
+        """Closes the working copy, uploads it and lets the lock go (a dry run uploads nothing). When the upload
+        fails the lock stays, so the next sync knows this one's snapshot was not saved."""
         snapshot.close()
         try:
             if self.held:
                 self.stopped.set()
                 path = str(Path(self.work) / FILE_NAME)
                 self._call(lambda: self.client.upload_file(path, self.bucket, self.key), "a write", 10)
-                self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.lock_key), "a write")
         except s3_errors() as error:
+            shutil.rmtree(self.work, ignore_errors=True)
             raise self._failed("written", s3_error(error)) from None
-        finally:
-            for name in os.listdir(self.work):
-                os.unlink(os.path.join(self.work, name))
-            os.rmdir(self.work)
+        self._let_go()
+
+    def _download(self, path: Path) -> None:
+        """Fetches the snapshot into the working copy; none there yet is an empty snapshot."""
+        try:
+            self._call(lambda: self.client.download_file(self.bucket, self.key, str(path)), "a read")
+        except s3_errors() as error:
+            if s3_error(error) not in ("404", "NoSuchKey"):
+                raise self._failed("read", s3_error(error)) from None
+
+    def _let_go(self) -> None:
+        """Releases the lock, if held, and removes the working copy."""
+        self.stopped.set()
+        shutil.rmtree(self.work, ignore_errors=True)
+        if self.held:
+            self.held = False
+            try:
+                self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.lock_key), "a write")
+            except s3_errors() as error:
+                raise self._failed("written", s3_error(error)) from None
 
     def _take_lock(self) -> bool:
         """Takes the lock; True when it took over one a sync that did not end had left."""
@@ -352,8 +367,7 @@ class ObjectFile:
                 failure_type=FailureType.transient_error,
             )
         self.held = True
-        self.heartbeat = threading.Thread(target=self._renew, name="heap-snapshot-lock", daemon=True)
-        self.heartbeat.start()
+        threading.Thread(target=self._renew, name="heap-snapshot-lock", daemon=True).start()
         return recovered
 
     def _put_lock(self, first: bool = False) -> None:

@@ -140,6 +140,8 @@ def test_a_changed_mapping_or_a_refresh_empties_the_scope_and_a_dry_run_writes_n
     assert again.scope("users", "mapping 1", 2, True, True) == (scope, None), "a refresh already counted"
     assert again.scope("users", "mapping 1", 3, True, True) == (scope, "the stream was refreshed (generation 3)")
     assert again.known(scope) == 0
+    assert again.scope("users", "mapping 1", None, False, True) == (scope, None), "a catalog without generations"
+    assert again.scope("users", "mapping 1", 3, True, True) == (scope, None), "generation 3 was already counted"
     again.close()
     assert sqlite3.connect(path).execute("SELECT count(*) FROM items").fetchone()[0] == 0
 
