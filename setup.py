@@ -9,7 +9,7 @@ setup(
     version=VERSION,
     description="Airbyte destination that loads records into Heap Analytics in bulk.",
     author="Airbyte",
-    python_requires=">=3.11",
+    python_requires=">=3.10",
     packages=find_packages(include=["destination_heap_analytics", "destination_heap_analytics.*"]),
     install_requires=[
         "airbyte-cdk>=7,<8",
@@ -18,6 +18,7 @@ setup(
         "pydantic>=2,<3",
         "orjson>=3.9",
         "boto3>=1.34",
+        "backports-datetime-fromisoformat>=2; python_version < '3.11'",
     ],
     package_data={"destination_heap_analytics": ["spec.json"]},
     extras_require={

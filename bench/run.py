@@ -55,7 +55,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def generate(path: Path, count: int, seed: int = 1, distinct: bool = False, reje
         for seq in range(count):
             user = seq if distinct else rng.randrange(50_000)
             social = user % 3 == 0
-            stamp = datetime.fromtimestamp(1666325394 + seq, UTC).isoformat(timespec="milliseconds")
+            stamp = datetime.fromtimestamp(1666325394 + seq, timezone.utc).isoformat(timespec="milliseconds")
             data = {
                 "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
                 "blocked": user % 17 == 0,
@@ -759,7 +759,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
         return
     results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "records": args.records,
     }

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -305,7 +305,7 @@ class S3Store:
         name, namespace = stream
         folder = "/".join([self.prefix, *([key_part(namespace)] if namespace else []), key_part(name)])
         self.parts += 1
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         key = f"{folder}/{now:%Y_%m_%d}_{int(time.time() * 1000)}_{self.parts}.{self.extension}"
         body = self.encode(rows)
         try:
@@ -398,4 +398,4 @@ def store_for(storage: Any, sync_id: str | None, deadline: float) -> NoStore | S
     has none)."""
     if not isinstance(storage, S3Storage):
         return NoStore()
-    return S3Store(storage, sync_id or f"sync-{datetime.now(UTC):%Y%m%dT%H%M%SZ}", deadline)
+    return S3Store(storage, sync_id or f"sync-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}", deadline)

@@ -15,10 +15,17 @@ Anything else, and any time outside years 1 to 9999, is no time: the record is r
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+import sys
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    from_iso = datetime.fromisoformat
+else:  # 3.10's fromisoformat reads only what isoformat writes; this is 3.11's, the grammar described above
+    from backports.datetime_fromisoformat import datetime_fromisoformat as from_iso
+
+UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECONDS_BELOW = 10**11
 MILLISECONDS_BELOW = 10**14
@@ -36,7 +43,7 @@ def heap_time(value: Any) -> str | None:
     if kind is str:
         if HEAP_FORM.fullmatch(value) is not None:
             try:
-                datetime.fromisoformat(value)  # a real date and time
+                from_iso(value)  # a real date and time
                 return value if len(value) == 24 else value[:23] + "Z"
             except ValueError:
                 pass
@@ -45,7 +52,7 @@ def heap_time(value: Any) -> str | None:
         if epoch and (len(text) != 8 or not text.isdigit()):
             return _from_epoch(Decimal(text))
         try:
-            moment = datetime.fromisoformat(text)
+            moment = from_iso(text)
         except ValueError:
             moment = _unusual(text)
             if moment is None:
@@ -122,7 +129,7 @@ def _unusual(text: str) -> datetime | None:
         date = datetime(year, 1, 1) + timedelta(days=day - 1)
         text = f"{year:04d}-{date.month:02d}-{date.day:02d}{text[ordinal.end() :]}"
     try:
-        return datetime.fromisoformat(text)
+        return from_iso(text)
     except ValueError:
         return None
 

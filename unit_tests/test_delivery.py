@@ -3,7 +3,7 @@
 import base64
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
@@ -116,7 +116,7 @@ def test_network_faults_are_transient(heap):
 def test_retry_after_in_seconds_or_as_a_date():
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    in_half_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    in_half_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
     assert 28 <= retry_after_seconds(in_half_a_minute) <= 30
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
