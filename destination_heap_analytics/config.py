@@ -344,6 +344,26 @@ class NoStorage(BaseModel):
     storage_type: Literal["None"]
 
 
+class StorageFormat(BaseModel):
+    """How rejected records are written: Airbyte's `{"format_type": "CSV"}` or `{"format_type": "JSONL"}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_type: Literal["CSV", "JSONL"] = "CSV"
+
+
+class StorageCompression(BaseModel):
+    """Whether each file of rejected records is gzipped: Airbyte's `{"compression_type": "GZIP"}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    compression_type: Literal["No Compression", "GZIP"] = "No Compression"
+
+
+PATH_VARIABLES = ("SYNC_ID", "NAMESPACE", "STREAM_NAME", "YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND", "EPOCH")
+FILE_NAME_VARIABLES = ("date", "timestamp", "part_number", "sync_id", "format_extension")
+
+
 class S3Storage(BaseModel):
     """Rejected records are kept in the user's S3 (or S3-compatible) bucket, with their reasons."""
 
@@ -356,7 +376,35 @@ class S3Storage(BaseModel):
     access_key_id: str | None = None
     secret_access_key: str | None = None
     s3_endpoint: str | None = None
-    format: Literal["CSV", "JSONL"] = "CSV"
+    format: StorageFormat = StorageFormat()
+    compression: StorageCompression = StorageCompression()
+    path_format: str = "${SYNC_ID}/${NAMESPACE}/${STREAM_NAME}/"
+    file_name_format: str = "{date}_{timestamp}_{part_number}{format_extension}"
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_as_text(cls, value: Any) -> Any:
+        """`"CSV"` or `"JSONL"`, the form before 0.7.0, is the same as its object."""
+        return {"format_type": value} if isinstance(value, str) else value
+
+    @field_validator("path_format")
+    @classmethod
+    def _path_variables(cls, value: str) -> str:
+        _variables_known(value, r"\$\{([^}]*)\}", PATH_VARIABLES, "${%s}")
+        return value.strip().strip("/")
+
+    @field_validator("file_name_format")
+    @classmethod
+    def _file_name_variables(cls, value: str) -> str:
+        if "/" in value or "${" in value:
+            raise ValueError("is a file name: put folders and ${...} variables in path_format")
+        _variables_known(value, r"\{([^}]*)\}", FILE_NAME_VARIABLES, "{%s}")
+        if "{part_number}" not in value or "{timestamp}" not in value:
+            raise ValueError(
+                "must hold {part_number} and {timestamp}, so no file of rejected records is written over by another "
+                "(part numbers start again in a sync's next attempt)"
+            )
+        return value
 
     @field_validator("s3_bucket_name")
     @classmethod
@@ -605,6 +653,13 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
+def _variables_known(text: str, pattern: str, known: tuple[str, ...], form: str) -> None:
+    """Fails naming the first variable in `text` that is not one of `known`."""
+    for name in re.findall(pattern, text):
+        if name not in known:
+            raise ValueError(f"{form % name[:40]} is unknown; use {', '.join(form % each for each in known)}")
+
+
 def _unknown_option(loc: list[Any]) -> str:
     """An unknown key, with the known key of the same object it is closest to."""
     model: type[BaseModel] = HeapConfig
@@ -617,6 +672,10 @@ def _unknown_option(loc: list[Any]) -> str:
             model = SNAPSHOT_MODELS[part]
         elif part == "mappings":
             model = StreamMapping
+        elif isinstance(kind := model.model_fields.get(str(part), Field()).annotation, type) and issubclass(
+            kind, BaseModel
+        ):
+            model = kind
     known = sorted(model.model_fields)
     name = str(loc[-1])
     where = ".".join(map(str, loc[:-1]))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -185,9 +187,47 @@ def _cell(value: Any) -> str:
 
 
 FORMATS: dict[str, tuple[str, Callable[[list[bytes]], bytes]]] = {
-    "JSONL": ("jsonl", jsonl),
-    "CSV": ("csv", csv_rows),
+    "JSONL": (".jsonl", jsonl),
+    "CSV": (".csv", csv_rows),
 }
+
+
+def object_key(storage: S3Storage, sync_id: str, stream: StreamKey, part: int, now: datetime) -> str:
+    """Where a file of rejected records goes: `bucket_path`, then `path_format` and `file_name_format` with their
+    variables filled in (names percent-encoded, empty folders left out), as Airbyte's object storage writes."""
+    name, namespace = stream
+    folders = {
+        "SYNC_ID": key_part(sync_id),
+        "NAMESPACE": key_part(namespace) if namespace else "",
+        "STREAM_NAME": key_part(name),
+        "YEAR": f"{now:%Y}",
+        "MONTH": f"{now:%m}",
+        "DAY": f"{now:%d}",
+        "HOUR": f"{now:%H}",
+        "MINUTE": f"{now:%M}",
+        "SECOND": f"{now:%S}",
+        "EPOCH": str(int(now.timestamp())),
+    }
+    path = re.sub(r"\$\{(\w+)\}", lambda match: folders[match[1]], storage.path_format)
+    extension = FORMATS[storage.format.format_type][0]
+    if storage.compression.compression_type == "GZIP":
+        extension += ".gz"
+    names = {
+        "date": f"{now:%Y_%m_%d}",
+        "timestamp": str(int(now.timestamp() * 1000)),
+        "part_number": str(part),
+        "sync_id": key_part(sync_id),
+        "format_extension": extension,
+    }
+    file_name = re.sub(r"\{(\w+)\}", lambda match: names[match[1]], storage.file_name_format)
+    return "/".join(segment for segment in (*storage.bucket_path.split("/"), *path.split("/"), file_name) if segment)
+
+
+def store_location(storage: S3Storage, sync_id: str) -> str:
+    """The folder every file of a sync's rejected records is under, as people read it: `s3://bucket/path`."""
+    fixed = storage.path_format.replace("${SYNC_ID}", key_part(sync_id)).split("${", 1)[0]
+    folder = "/".join(part for part in (*storage.bucket_path.split("/"), *fixed.split("/")) if part)
+    return f"s3://{storage.s3_bucket_name}/{folder}".rstrip("/")
 
 
 def key_part(name: str) -> str:
@@ -246,7 +286,8 @@ class NoStore:
 
 
 class S3Store:
-    """Writes rejected records to `{bucket_path}/{sync_id}/{namespace}/{stream}/` in files of many records.
+    """Writes rejected records to `{bucket_path}/{sync_id}/{namespace}/{stream}/` (by default) in files of many
+    records.
 
     Records wait in memory per stream until `flush` (before any STATE that may cover them passes)
     or until a stream's rows reach PART_BYTES; a write that fails is a system error naming the store,
@@ -259,9 +300,10 @@ class S3Store:
         """The most one call may take, retries included (request_timeout_seconds, as for Heap's requests): a
         store that stops answering, or answers a byte at a time, fails the sync instead of holding it."""
         self.bucket = storage.s3_bucket_name
-        self.prefix = "/".join(part for part in (storage.bucket_path, key_part(sync_id)) if part)
-        self.where = f"s3://{self.bucket}/{self.prefix}"
-        self.extension, self.encode = FORMATS[storage.format]
+        self.sync_id = sync_id
+        self.where = store_location(storage, sync_id)
+        self.encode = FORMATS[storage.format.format_type][1]
+        self.compressed = storage.compression.compression_type == "GZIP"
         self.client = client or s3_client(storage)
         self.waiting: dict[StreamKey, list[bytes]] = {}
         self.waiting_bytes: dict[StreamKey, int] = {}
@@ -302,12 +344,9 @@ class S3Store:
     def _write(self, stream: StreamKey) -> None:
         """Writes a stream's waiting rows as one object, whole, or fails the sync naming the store."""
         rows = self.waiting[stream]
-        name, namespace = stream
-        folder = "/".join([self.prefix, *([key_part(namespace)] if namespace else []), key_part(name)])
         self.parts += 1
-        now = datetime.now(timezone.utc)
-        key = f"{folder}/{now:%Y_%m_%d}_{int(time.time() * 1000)}_{self.parts}.{self.extension}"
-        body = self.encode(rows)
+        key = object_key(self.storage, self.sync_id, stream, self.parts, datetime.now(timezone.utc))
+        body = gzip.compress(self.encode(rows), mtime=0) if self.compressed else self.encode(rows)
         try:
             within_deadline(
                 lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body),

@@ -4,8 +4,10 @@ moto's standalone server), and counted on every STATE the way the platform check
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import re
 import time
 
 import pytest
@@ -126,6 +128,26 @@ def rows_in(objects: dict[str, bytes]) -> list[dict]:
         (json.loads(line) for body in objects.values() for line in body.splitlines()),
         key=lambda row: row["_heap_position"],
     )
+
+
+def test_airbytes_standard_layout_keys_write_gzipped_files_where_the_formats_say(s3, bucket):
+    storage = s3.storage(
+        bucket,
+        bucket_path="heap",
+        format={"format_type": "JSONL"},
+        compression={"compression_type": "GZIP"},
+        path_format="${STREAM_NAME}/${SYNC_ID}/",
+        file_name_format="rejected_{timestamp}_{part_number}{format_extension}",
+    )
+    with HeapSandbox(Faults(poison="POISON")) as sandbox:
+        config = config_for(sandbox, object_storage_config=storage)
+        run = run_connector("write", config, span_with_every_kind_of_rejection(), catalog_json=catalog(sync_id=77))
+    assert run.returncode == 0, run.stderr
+    objects = s3.objects(bucket)
+    assert objects and all(re.fullmatch(r"heap/users/77/rejected_\d{13}_\d+\.jsonl\.gz", key) for key in objects)
+    rows = rows_in({key: gzip.decompress(body) for key, body in objects.items()})
+    assert [row["_heap_position"] for row in rows] == [2, 3, 4]
+    assert run.summary["rejected_records_store"] == "s3://heap-bucket/heap", "the folders before the first variable"
 
 
 def test_a_part_the_store_refuses_fails_the_sync_and_no_state_passes_over_it(s3, bucket):

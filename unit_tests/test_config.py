@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -12,6 +13,7 @@ from destination_heap_analytics.config import (
     HeapConfig,
     PropertyColumn,
     PropertySelection,
+    S3Storage,
     StreamMapping,
     TrackApi,
     UserPropertiesApi,
@@ -137,6 +139,26 @@ def test_spec_and_model_know_the_same_options():
         assert set(option["required"]) == {name for name, field in model.model_fields.items() if field.is_required()}
 
 
+def test_the_spec_and_the_model_take_the_same_store_and_give_it_the_same_defaults():
+    options = SPEC["connectionSpecification"]["properties"]["object_storage_config"]["oneOf"]
+    s3 = next(option for option in options if option["title"] == "S3")["properties"]
+    assert set(s3) == set(S3Storage.model_fields)
+    model = S3Storage(storage_type="S3", s3_bucket_name="b")
+    for name in ("format", "compression", "path_format", "file_name_format"):
+        assert s3[name]["airbyte_hidden"] is True, "hidden in the UI, as Airbyte's destinations have them"
+        default = getattr(model, name)
+        assert s3[name]["default"] == (default.model_dump() if hasattr(default, "model_dump") else default)
+    every = [
+        {"format": form, "compression": {"compression_type": kind}}
+        for form in ("CSV", "JSONL", {"format_type": "CSV"}, {"format_type": "JSONL"})
+        for kind in ("No Compression", "GZIP")
+    ]
+    for storage in every:
+        config = {"app_id": "11", "object_storage_config": {**S3, **storage}}
+        jsonschema.validate(config, SPEC["connectionSpecification"])
+        assert HeapConfig.parse(config).object_storage_config.format.format_type in ("CSV", "JSONL")
+
+
 def _closed(node):
     """Every object schema in the spec that does not refuse unknown keys."""
     if isinstance(node, dict):
@@ -197,6 +219,53 @@ def test_the_rejected_records_store_is_checked_like_every_option():
         object_storage_config={"storage_type": "S3", "s3_bucket_name": "b", "s3_endpoint": "https://u:p@h"}
     )
     assert parse(object_storage_config={"storage_type": "None"}).object_storage_config.storage_type == "None"
+
+
+S3 = {"storage_type": "S3", "s3_bucket_name": "b"}
+
+
+def test_the_store_takes_airbytes_standard_keys_and_the_earlier_format_text():
+    standard = parse(
+        object_storage_config={
+            **S3,
+            "format": {"format_type": "JSONL"},
+            "compression": {"compression_type": "GZIP"},
+            "path_format": "/heap/${STREAM_NAME}/${YEAR}/",
+            "file_name_format": "{sync_id}_{timestamp}_{part_number}{format_extension}",
+        }
+    ).object_storage_config
+    assert standard.format.format_type == "JSONL" and standard.compression.compression_type == "GZIP"
+    assert standard.path_format == "heap/${STREAM_NAME}/${YEAR}"
+    assert parse(object_storage_config={**S3, "format": "JSONL"}).object_storage_config.format.format_type == "JSONL"
+    default = parse(object_storage_config=S3).object_storage_config
+    assert (default.format.format_type, default.compression.compression_type) == ("CSV", "No Compression")
+    assert (default.path_format, default.file_name_format) == (
+        "${SYNC_ID}/${NAMESPACE}/${STREAM_NAME}/",
+        "{date}_{timestamp}_{part_number}{format_extension}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        (
+            {"format": {"format_type": "Parquet"}},
+            "object_storage_config.S3.format.format_type: Input should be 'CSV' or",
+        ),
+        ({"format": "XML"}, "object_storage_config.S3.format.format_type: Input should be 'CSV' or 'JSONL'"),
+        (
+            {"format": {"format_type": "CSV", "flatening": "x"}},
+            "object_storage_config.S3.format: unknown option 'flatening'; the options here are: format_type",
+        ),
+        ({"compression": {"compression_type": "zstd"}}, "Input should be 'No Compression' or 'GZIP'"),
+        ({"path_format": "${STREAM}/"}, "path_format: ${STREAM} is unknown; use ${SYNC_ID}, ${NAMESPACE}"),
+        ({"file_name_format": "{date}_{part_number}"}, "must hold {part_number} and {timestamp}"),
+        ({"file_name_format": "{timestamp}_{part}"}, "file_name_format: {part} is unknown; use {date}"),
+        ({"file_name_format": "${EPOCH}/{timestamp}_{part_number}"}, "put folders and ${...} variables in path_format"),
+    ],
+)
+def test_a_store_layout_that_cannot_be_written_is_a_config_error_naming_the_fix(storage, message):
+    assert message in error_of(object_storage_config={**S3, **storage})
 
 
 @pytest.mark.parametrize(

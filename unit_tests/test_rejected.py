@@ -4,6 +4,7 @@ S3-compatible server in integration_tests/test_rejected.py)."""
 import csv
 import io
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -16,7 +17,9 @@ from destination_heap_analytics.rejected import (
     csv_rows,
     jsonl,
     key_part,
+    object_key,
     store_for,
+    store_location,
     stored_row,
 )
 
@@ -131,4 +134,36 @@ def test_no_store_unless_one_is_configured():
         }
     )
     storage = config.object_storage_config
-    assert isinstance(storage, S3Storage) and storage.where == "s3://b/x/y" and storage.format == "CSV"
+    assert isinstance(storage, S3Storage) and storage.where == "s3://b/x/y" and storage.format.format_type == "CSV"
+
+
+NOW = datetime(2026, 12, 4, 9, 5, 7, 250000, tzinfo=timezone.utc)
+
+
+def storage(**options):
+    return S3Storage(storage_type="S3", s3_bucket_name="b", **options)
+
+
+def test_files_go_where_airbytes_object_storage_puts_them_by_default():
+    assert object_key(storage(bucket_path="heap/rejected"), "42", ("users", None), 3, NOW) == (
+        "heap/rejected/42/users/2026_12_04_1796375107250_3.csv"
+    )
+    assert (
+        object_key(storage(format="JSONL"), "42", ("a/b", "crm"), 1, NOW)
+        == "42/crm/a%2Fb/2026_12_04_1796375107250_1.jsonl"
+    )
+    assert store_location(storage(bucket_path="heap"), "42") == "s3://b/heap/42"
+
+
+def test_path_and_file_name_formats_fill_every_variable_and_gzip_names_its_files():
+    layout = storage(
+        bucket_path="x",
+        compression={"compression_type": "GZIP"},
+        path_format="${NAMESPACE}/${STREAM_NAME}/${YEAR}/${MONTH}/${DAY}/${HOUR}${MINUTE}${SECOND}/${EPOCH}/${SYNC_ID}",
+        file_name_format="{sync_id}-{date}-{timestamp}-{part_number}{format_extension}",
+    )
+    assert object_key(layout, "7", ("users", None), 2, NOW) == (
+        "x/users/2026/12/04/090507/1796375107/7/7-2026_12_04-1796375107250-2.csv.gz"
+    )
+    assert store_location(layout, "7") == "s3://b/x", "the fixed folders before the first variable of a file"
+    assert store_location(storage(path_format="heap/${SYNC_ID}/${STREAM_NAME}"), "7") == "s3://b/heap/7"
