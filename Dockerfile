@@ -1,7 +1,7 @@
 FROM python:3.11-slim
 
 LABEL io.airbyte.name=airbyte/destination-heap-analytics
-LABEL io.airbyte.version=0.7.0
+LABEL io.airbyte.version=0.8.0
 
 WORKDIR /airbyte/integration_code
 

@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-VERSION = "0.7.0"
+VERSION = "0.8.0"
 
 setup(
     name="destination-heap-analytics",

@@ -17,7 +17,7 @@ from airbyte_protocol_dataclasses.models import (
 )
 from pydantic import TypeAdapter
 
-from .config import API_MODELS, ApiConfig, config_error
+from .config import API_MODELS, ApiConfig, HeapConfig, config_error
 
 TEXT = {"type": "string"}
 FIELDS = {
@@ -115,6 +115,14 @@ OPERATIONS = (
         ("timestamp",),
         {"api_type": "identify", "user_id_column": "user_id", "identity_column": "identity"},
     ),
+    Operation(
+        "user_deletion",
+        "User deletion (permanent, every environment)",
+        (DestinationSyncMode.append,),
+        ("identity",),
+        (),
+        {"api_type": "user_deletion", "identity_column": "identity"},
+    ),
 )
 """Heap's objects. Events come as two objects because Heap takes an identity or its own user id, never
 both, and a JSON schema's `required` cannot say "exactly one": each object requires the key it sends."""
@@ -139,13 +147,16 @@ def _without_none(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {key: value.value if isinstance(value, Enum) else value for key, value in pairs if value is not None}
 
 
-def catalog_message() -> AirbyteMessage:
-    """The DESTINATION_CATALOG message `discover` prints."""
-    catalog = DestinationCatalog([published for operation in OPERATIONS for published in operation.published()])
+def catalog_message(config: HeapConfig) -> AirbyteMessage:
+    """The DESTINATION_CATALOG message `discover` prints: user deletion only when the config can delete (it has a
+    deletion key, and the region is not EU), so that no one maps a stream to it by accident."""
+    deletes = config.deletion_refusal() is None
+    offered = [operation for operation in OPERATIONS if operation.object_name != "user_deletion" or deletes]
+    catalog = DestinationCatalog([published for operation in offered for published in operation.published()])
     return AirbyteMessage(type=Type.DESTINATION_CATALOG, destination_catalog=catalog)
 
 
-def api_of(stream: ConfiguredAirbyteStream, label: str) -> ApiConfig:
+def api_of(stream: ConfiguredAirbyteStream, label: str, config: HeapConfig) -> ApiConfig:
     """The API config of a stream mapped in the Airbyte UI, or a config error naming the stream and what
     does not fit its object."""
     name = stream.destination_object_name
@@ -153,6 +164,11 @@ def api_of(stream: ConfiguredAirbyteStream, label: str) -> ApiConfig:
     if operation is None:
         known = ", ".join(BY_NAME)
         raise config_error(f"Stream '{label}' is mapped to '{name}', which is not a Heap object (they are: {known}).")
+    if (
+        operation.object_name == "user_deletion"
+        and (refusal := config.deletion_refusal(f"stream '{label}' is mapped to user_deletion")) is not None
+    ):
+        raise config_error(f"Invalid configuration: {refusal}.")
     mode = stream.destination_sync_mode
     if mode not in operation.sync_modes:
         taken = " or ".join(f"{MODE_WORDS[m]} ({m.value})" for m in operation.sync_modes)

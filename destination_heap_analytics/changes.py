@@ -62,6 +62,11 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
+def key_digest(values: Iterable[str]) -> bytes:
+    """The digest the snapshot keeps of a key: its fields' values (an identity; an identity and a user id)."""
+    return digest("\x1f".join(values).encode())
+
+
 class Snapshot:
     """One SQLite snapshot file, opened by one sync; every call comes from the sync's main thread."""
 
@@ -158,6 +163,17 @@ class Snapshot:
         self.db.execute("UPDATE items SET digest = NULL WHERE scope IN (SELECT id FROM scopes WHERE compares = 1)")
         self.db.commit()
 
+    def forget_identities(self, identities: Iterable[str]) -> None:
+        """Forgets the properties of users Heap deleted, in every user-properties scope, so that a user who comes
+        back has every property sent again."""
+        if not self.writable:
+            return
+        names = self.db.execute("SELECT id, name FROM scopes WHERE compares = 1").fetchall()
+        scopes = [scope for scope, name in names if json.loads(name)[2] == "add_user_properties"]
+        keys = [key_digest((identity,)) for identity in identities]
+        self.db.executemany("DELETE FROM items WHERE scope = ? AND key = ?", [(s, k) for s in scopes for k in keys])
+        self.dirty = True
+
     def close(self) -> None:
         """Commits and closes the file."""
         self.commit()
@@ -180,7 +196,7 @@ class Changes:
     def of(self, item: HeapItem) -> tuple[int, bytes, bytes]:
         """The item's scope, key digest and value digest (pure: whatever it raises is the record's reason)."""
         body: dict[str, Any] = item.body  # type: ignore[assignment]
-        key = digest("\x1f".join(body[name] for name in self.fields).encode())
+        key = key_digest(body[name] for name in self.fields)
         return self.scope, key, digest(orjson.dumps(body["properties"])) if self.compares else b""
 
     def unchanged(self, item: HeapItem, change: tuple[int, bytes, bytes]) -> bool:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
@@ -20,6 +20,8 @@ from .pacing import PROPERTIES_PER_IDENTITY, TRACK_PER_IDENTITY, IdentityLimit
 MAX_PROPERTY_NAME = 1023
 MAX_EVENT_NAME = 1024
 REGION_URLS = {"US": "https://heapanalytics.com", "EU": "https://c.eu.heap-api.com"}
+MAX_DELETIONS = 1_000_000
+"""The most users one sync may delete: a sync holds every deletion until its input ends (to apply the guard)."""
 
 
 def config_error(message: str) -> AirbyteTracedException:
@@ -114,6 +116,11 @@ class _Api(BaseModel):
     property_columns: str = "*"
 
     refused_property_names: ClassVar[frozenset[str]] = frozenset()
+    items_per_minute: ClassVar[int | None] = None
+    """The app's documented ceiling of items a minute for this API (none but track's)."""
+    identity_limit: ClassVar[IdentityLimit] = PROPERTIES_PER_IDENTITY
+    last_write_wins: ClassVar[bool] = False
+    """Whether updates to one key merge, the later values winning (the property APIs)."""
     workers: ClassVar[int] = 4
     """Requests in flight at once: bulk requests carry the throughput, so a few suffice."""
     sends_properties: ClassVar[bool] = True
@@ -148,6 +155,9 @@ class _Api(BaseModel):
     @field_validator("property_columns")
     @classmethod
     def _readable_selection(cls, value: str) -> str:
+        if not cls.sends_properties and value != "*":
+            api_type = cls.model_fields["api_type"].annotation.__args__[0]  # type: ignore[union-attr]
+            raise ValueError(f"{api_type} sends no properties: leave property_columns out")
         for column in PropertySelection.parse(value).named:
             if column.name.lower() in cls.refused_property_names:
                 raise ValueError(
@@ -181,12 +191,31 @@ class _Api(BaseModel):
         return found + [("property_columns", column) for column in selection.excluded]
 
 
-class TrackApi(_Api):
+class _IdentityOrUserId(_Api):
+    """An API whose items name a user by an identity or by Heap's SDK user id, never both."""
+
+    identity_column: str | None = None
+    user_id_column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> _IdentityOrUserId:
+        if (self.identity_column is None) == (self.user_id_column is None):
+            raise ValueError(
+                "set exactly one of identity_column and user_id_column: Heap takes an identity or an SDK user_id, "
+                "never both"
+            )
+        return self
+
+    @property
+    def key_field(self) -> str:
+        """The Heap field the key column fills."""
+        return "identity" if self.identity_column else "user_id"
+
+
+class TrackApi(_IdentityOrUserId):
     api_type: Literal["track"]
     event_column: str | None = None
     event_name: str | None = None
-    identity_column: str | None = None
-    user_id_column: str | None = None
     timestamp_column: str | None = None
     idempotency_key_column: str | None = None
 
@@ -206,23 +235,13 @@ class TrackApi(_Api):
         return value
 
     @model_validator(mode="after")
-    def _one_event_source_and_one_key(self) -> TrackApi:
+    def _one_event_source(self) -> TrackApi:
         if (self.event_column is None) == (self.event_name is None):
             raise ValueError(
                 "set exactly one of event_column (a column holding each event's name) and event_name "
                 "(one fixed name for every event)"
             )
-        if (self.identity_column is None) == (self.user_id_column is None):
-            raise ValueError(
-                "set exactly one of identity_column and user_id_column: Heap takes an identity or an SDK user_id, "
-                "never both"
-            )
         return self
-
-    @property
-    def key_field(self) -> str:
-        """The Heap field the key column fills."""
-        return "identity" if self.identity_column else "user_id"
 
     @property
     def event_scope(self) -> tuple[str, ...]:
@@ -297,16 +316,26 @@ class IdentifyApi(_Api):
         """Identify has no bulk form, so `check` proves the app id with an empty track request instead."""
         return TrackApi.endpoint, TrackApi.items_field
 
-    @field_validator("property_columns")
-    @classmethod
-    def _no_properties(cls, value: str) -> str:
-        if value != "*":
-            raise ValueError("identify sends no properties: leave property_columns out")
-        return value
+
+class UserDeletionApi(_IdentityOrUserId):
+    """Deletes users from every environment of the Heap account, by identity or by SDK user id: permanent."""
+
+    api_type: Literal["user_deletion"]
+
+    endpoint: ClassVar[str] = "/api/public/v0/user_deletion"
+    items_field: ClassVar[str] = "users"
+    sends_properties: ClassVar[bool] = False
+
+    @property
+    def probe(self) -> tuple[str, str]:
+        """The deletion API takes a key, not an app id: `check` proves the app id with an empty track request
+        (and the key by taking a token)."""
+        return TrackApi.endpoint, TrackApi.items_field
 
 
 ApiConfig = Annotated[
-    TrackApi | UserPropertiesApi | AccountPropertiesApi | IdentifyApi, Field(discriminator="api_type")
+    TrackApi | UserPropertiesApi | AccountPropertiesApi | IdentifyApi | UserDeletionApi,
+    Field(discriminator="api_type"),
 ]
 
 
@@ -495,6 +524,8 @@ class HeapConfig(BaseModel):
     dry_run_payloads: int = Field(10, ge=0)
     object_storage_config: StorageConfig | None = None
     change_detection: ChangeDetection = NoChangeDetection(store="none")
+    deletion_api_key: SecretStr | None = None
+    max_deletions_per_sync: int = Field(100_000, ge=1, le=MAX_DELETIONS)
 
     @field_validator("app_id", mode="before")
     @classmethod
@@ -533,6 +564,33 @@ class HeapConfig(BaseModel):
                 "and none is configured: set object_storage_config to S3, or use store 'local' with a path"
             )
         return self
+
+    @field_validator("deletion_api_key", mode="before")
+    @classmethod
+    def _key_or_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _deletions_allowed(self) -> HeapConfig:
+        if any(api.api_type == "user_deletion" for api in self.apis):
+            refusal = self.deletion_refusal("a mapping deletes users (api_type user_deletion)")
+            if refusal is not None:
+                raise ValueError(refusal)
+        return self
+
+    def deletion_refusal(self, what: str = "deletion_api_key is set") -> str | None:
+        """Why this config cannot delete users, or None when it can; `what` says what asks it to."""
+        if self.deletion_api_key is None:
+            return (
+                f"{what}, and deletion_api_key is not set: copy the key from Heap's Account > Manage > Privacy & "
+                "Security into deletion_api_key, or remove the deletion mapping"
+            )
+        if self.region == "EU" or self.url == REGION_URLS["EU"]:
+            return (
+                f"{what}, and the region is EU: Heap documents its user deletion API for the US host only, so "
+                "nothing is sent to the EU host; ask Heap how to delete the users of an EU account"
+            )
+        return None
 
     @field_validator("base_url")
     @classmethod
@@ -630,6 +688,7 @@ API_MODELS: dict[str, type[_Api]] = {
     "add_user_properties": UserPropertiesApi,
     "add_account_properties": AccountPropertiesApi,
     "identify": IdentifyApi,
+    "user_deletion": UserDeletionApi,
 }
 
 

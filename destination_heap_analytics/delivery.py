@@ -431,6 +431,9 @@ class Pipeline:
     so calls for one key reach Heap in source order.
     """
 
+    holding = False
+    """Batches are sent as they come, never held to the end of the input."""
+
     def __init__(self, sender: BatchSender | DryRunSender, workers: int, ordered: bool) -> None:
         self.sender = sender
         self.workers = workers

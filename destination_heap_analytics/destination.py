@@ -9,6 +9,7 @@ import io
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .batching import Batch, RequestBody
 from .changes import FOLDER, snapshot_file, writable_folder
 from .client import Answer, HeapClient, Verdict
 from .config import HeapConfig, LocalSnapshot, ObjectStorageSnapshot, S3Storage, TrackApi, config_error
+from .deletion import DeletionClient
 from .delivery import CONFIG_FAULTS, redirected, unreachable
 from .messages import LineReader, ObjectReader, polled_lines, ticking
 from .rejected import StoreError, check_store, store_for
@@ -87,8 +89,7 @@ class DestinationHeapAnalytics(Destination):
         """The CDK's commands, with the config validated by the connector's own rules first, so a mistake is
         reported in the connector's words (naming the option and the fix) rather than the spec validator's."""
         if parsed_args.command == "discover":
-            HeapConfig.parse(self.read_config(parsed_args.config))
-            yield catalog_message()
+            yield catalog_message(HeapConfig.parse(self.read_config(parsed_args.config)))
             return
         if parsed_args.command in ("check", "write"):
             try:
@@ -132,6 +133,15 @@ class DestinationHeapAnalytics(Destination):
             try:
                 writable_folder(Path(heap_config.change_detection.path))
                 found.append(f"The change-detection folder {heap_config.change_detection.path} can be written.")
+            except AirbyteTracedException as error:
+                problems.append(error.message)
+        if heap_config.deletion_api_key is not None:
+            try:
+                refusal = heap_config.deletion_refusal()
+                if refusal is not None:
+                    raise config_error(refusal)
+                DeletionClient(heap_config, threading.Event()).take_token()
+                found.append("Heap gave a token for deletion_api_key: user deletions can be sent.")
             except AirbyteTracedException as error:
                 problems.append(error.message)
         if problems:

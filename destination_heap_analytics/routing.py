@@ -47,7 +47,9 @@ class Route:
 def routes(config: HeapConfig, catalog: ConfiguredAirbyteCatalog) -> list[Route]:
     """Every (stream, API) pair the sync loads: streams mapped to a Heap object in the Airbyte UI (Data
     Activation) by their object, the others by the config's `api` or `mappings`, in config order."""
-    activated = [Route(stream, api_of(stream, label(stream))) for stream in catalog.streams if _activated(stream)]
+    activated = [
+        Route(stream, api_of(stream, label(stream), config)) for stream in catalog.streams if _activated(stream)
+    ]
     others = [stream for stream in catalog.streams if not _activated(stream)]
     if config.api is not None:
         if others or not activated:

@@ -131,6 +131,8 @@ class SyncStats:
     waits: WaitClock = field(default_factory=WaitClock)
     store: str | None = None
     stored: int = 0
+    deletions: list[dict[str, Any]] = field(default_factory=list)
+    """Each deletion request Heap accepted: its id (to follow it up with Heap) and how many users it holds."""
 
     def mapping(self, stream: StreamKey, lane: str, api: str, accepted: Accepted) -> MappingStats:
         """The counts of a stream's records in one lane, made on first use; a second mapping of the stream to
@@ -197,6 +199,7 @@ class SyncStats:
             "unreadable_by_reason": dict(self.unreadable),
             "mappings": [stats.summary() for stats in self.mappings.values()],
             **({"rejected_records_stored": self.stored, "rejected_records_store": self.store} if self.store else {}),
+            **({"deletion_requests": list(self.deletions)} if self.deletions else {}),
         }
 
 

@@ -24,7 +24,8 @@ from .batching import Batch, BatchBuilder, BatchNumbers, ItemTooLarge, RequestBo
 from .changes import Changes, Snapshot, changes_for
 from .checkpoint import CheckpointTracker, Tally
 from .client import HeapClient
-from .config import ApiConfig, HeapConfig, config_error
+from .config import ApiConfig, HeapConfig, UserDeletionApi, config_error
+from .deletion import DeletionLane
 from .delivery import Accepted, BatchResult, BatchSender, DryRunSender, FailFast, Pipeline, RetryPolicy, Stopped
 from .mapping import OTHER_STREAM, HeapItem, RecordMapper, Unmappable, failure_reason, mapper_for
 from .messages import (
@@ -72,6 +73,8 @@ class AppPacing:
 class Lane:
     """One API's batching, pacing and sending, fed by every mapping to that API."""
 
+    drains_last = False
+
     def __init__(
         self,
         config: HeapConfig,
@@ -114,6 +117,22 @@ class Lane:
         if self.snapshot is not None:
             self.snapshot.commit()
         return self.pipeline.submit(batch)
+
+
+def lane_for(
+    config: HeapConfig,
+    api: ApiConfig,
+    numbers: BatchNumbers,
+    stop: threading.Event,
+    app: AppPacing,
+    stats: SyncStats,
+    snapshot: Snapshot | None,
+) -> Lane | DeletionLane:
+    """The lane of an API: deletions are held to the end of the input and guarded; the others are sent as
+    batches fill."""
+    if isinstance(api, UserDeletionApi):
+        return DeletionLane(config, api, numbers, stop, stats.waits, snapshot, stats.deletions)
+    return Lane(config, api, numbers, stop, app, stats.waits, snapshot)
 
 
 ALL_REFUSED_EARLY = 100
@@ -198,22 +217,23 @@ class Sync:
         self.numbers = numbers = BatchNumbers()
         stop = threading.Event()
         app = AppPacing(config.max_events_per_minute, config.on_rejected_record == "fail")
-        self.lanes: dict[str, Lane] = {}
+        self.lanes: dict[str, Lane | DeletionLane] = {}
         routes_of = Counter(route.key for route in routes)
         self.checkpoints = CheckpointTracker(key for key, count in routes_of.items() if count > 1)
         self.routes: dict[StreamKey, StreamRoutes] = {}
         for route in routes:
             lane = self.lanes.get(route.api.endpoint)
             if lane is None:
-                lane = self.lanes[route.api.endpoint] = Lane(
-                    config, route.api, numbers, stop, app, self.stats.waits, snapshot
+                lane = self.lanes[route.api.endpoint] = lane_for(
+                    config, route.api, numbers, stop, app, self.stats, snapshot
                 )
             mapper = mapper_for(route.api, route.idempotency_key(), route.key, keep)
             first = route.key not in self.routes
             if first:
                 self.routes[route.key] = StreamRoutes(self.checkpoints.tally(route.key))
             stats = self.stats.mapping(route.key, lane.key, lane.api_type, lane.accepted)
-            changes = changes_for(snapshot, config, route) if snapshot is not None else None
+            compared = snapshot is not None and route.api.snapshot_key
+            changes = changes_for(snapshot, config, route) if compared else None  # type: ignore[arg-type]
             delivery = Delivery(mapper, lane, route.label, route.api.api_type, stats, changes)
             self.routes[route.key].deliveries.append(delivery)
             logger.info("Loading stream '%s' into %s", shown(route.label), lane.url)
@@ -272,7 +292,7 @@ class Sync:
                         raise delivery.all_refused()
             for lane in self.lanes.values():
                 yield from self._pass(self._settle(lane.submit(lane.builder.seal()), lane))
-            for lane in self.lanes.values():
+            for lane in sorted(self.lanes.values(), key=lambda lane: lane.drains_last):
                 yield from self._pass(self._settle(lane.pipeline.drain(), lane))
             self.store.flush()
             yield from self._pass([], final=True)
@@ -403,6 +423,13 @@ class Sync:
                 break
             for lane in self.lanes.values():
                 ready += self._settle(lane.pipeline.wait_any(TICK_SECONDS), lane)
+        over = checkpoints.held_bytes > HELD_STATE_BYTES or checkpoints.held_count > HELD_STATES
+        if over and any(lane.pipeline.holding for lane in self.lanes.values()):
+            raise config_error(
+                f"More than {HELD_STATES:,} STATE messages (or {HELD_STATE_BYTES // 2**20} MiB of them) wait for this "
+                "sync's user deletions, which are sent only when the input ends: nothing was deleted. Sync the "
+                "deletions in a connection of their own, or have the source emit fewer STATE messages."
+            )
         return ready
 
     def _tick(self, idle: bool = False) -> list[bytes]:

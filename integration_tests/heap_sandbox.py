@@ -11,6 +11,7 @@ In tests: `with HeapSandbox(Faults(fail_rate=0.1)) as sandbox: ... sandbox.items
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import json
@@ -42,6 +43,10 @@ except ImportError:  # the sandbox also runs with the standard library alone
         return json.dumps(value).encode()
 
 
+TOKEN_PATH = "/api/public/v0/auth_token"
+DELETION_PATH = "/api/public/v0/user_deletion"
+STATUS_PATH = "/api/public/v0/deletion_status/"
+MAX_DELETIONS = 10_000
 ENDPOINTS = {
     "/api/track": "events",
     "/api/add_user_properties": "users",
@@ -90,6 +95,10 @@ class Faults:
     property_arrays: str = "accept"
     strict_times: bool = False
     refuse_all: bool = False
+    deletion_key: str = "sandbox-deletion-key"
+    token_seconds: float = 300.0
+    token_uses: int = 0
+    refuse_deletion: str = ""
     seed: int = 1
 
 
@@ -101,7 +110,7 @@ FAULT_HELP = {
     "throttle_first": "how many first requests are answered 429",
     "retry_after": "the Retry-After seconds sent with a 429",
     "drop_rate": "share of requests accepted but whose connection is cut before the answer",
-    "latency": "seconds every request waits before its answer",
+    "latency": "seconds every request but the privacy API's waits before its answer",
     "stall_rate": "share of requests that wait stall_seconds before the answer",
     "stall_seconds": "how long a stalled request waits",
     "stall_first": "how many first requests stall",
@@ -125,6 +134,10 @@ FAULT_HELP = {
     "property_arrays": "whether the property APIs take array values: accept, or refuse",
     "strict_times": "refuse any timestamp that is not RFC 3339 with an explicit offset",
     "refuse_all": "answer every API request 400 with a body that names nothing",
+    "deletion_key": "the Privacy & Security key auth_token takes (with a known app id, by HTTP Basic)",
+    "token_seconds": "how long a token lasts before user_deletion answers it 401",
+    "token_uses": "how many deletion requests a token serves before it is answered 401 (0: no limit)",
+    "refuse_deletion": "refuse (400) a deletion request holding a user with this identity or user_id",
     "seed": "the random seed of every share above",
 }
 
@@ -159,6 +172,10 @@ class SandboxState:
             self.app_window = Window(faults.rate_limit, faults.rate_window, faults.rate_fixed, self.started)
             self.identity_windows: dict[str, Window] = {}
             self.accepted_requests: list[tuple[float, int]] = []
+            self.tokens: dict[str, list[float]] = {}
+            """Each token given: when, and how many deletion requests it served."""
+            self.deletion_requests: list[dict[str, Any]] = []
+            self.deleted: list[dict[str, str]] = []
 
     def count(self, status: int) -> None:
         with self.lock:
@@ -175,6 +192,9 @@ class SandboxState:
                 "requests": self.requests,
                 "statuses": dict(self.statuses),
                 "accepted_requests": list(self.accepted_requests),
+                "tokens_given": len(self.tokens),
+                "deletion_requests": [dict(request) for request in self.deletion_requests],
+                "deleted": list(self.deleted),
             }
 
 
@@ -221,6 +241,8 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path == "/_sandbox/received":
                 self._answer(200, _dumps(state.snapshot()))
+            elif self.path.startswith(STATUS_PATH):
+                self._status(self.path[len(STATUS_PATH) :])
             else:
                 self._answer(404, b'{"error": "not found"}')
 
@@ -229,6 +251,9 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
             if self.path == "/_sandbox/faults":
                 state.configure(Faults(**_loads(body or b"{}")))
                 self._answer(200, b"{}")
+                return
+            if self.path in (TOKEN_PATH, DELETION_PATH):
+                self._privacy(body)
                 return
             field = ENDPOINTS.get(self.path)
             if field is None:
@@ -302,6 +327,71 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 self._answer(
                     200, faults.ok_body.encode(), content_type="application/json" if faults.ok_body else "text/plain"
                 )
+
+        def _privacy(self, body: bytes) -> None:
+            """Heap's user deletion flow: a token for HTTP Basic app id and key, deletions with that token."""
+            with state.lock:
+                state.requests += 1
+                faults = state.faults
+                fail = state.random.random() < faults.fail_rate or self.path == faults.fail_path
+                throttle = state.random.random() < faults.throttle_rate or state.requests <= faults.throttle_first
+            if fail:
+                self._error(faults.fail_status, "internal error", body)
+            elif throttle:
+                self._throttle(faults.retry_after)
+            elif self.path == TOKEN_PATH:
+                self._token()
+            else:
+                self._delete(body)
+
+        def _token(self) -> None:
+            app_id, _, key = _basic(self.headers.get("Authorization", "")).partition(":")
+            if not _known_app(app_id, state.app_ids) or key != state.faults.deletion_key:
+                self._answer(401, _dumps({"error": "invalid credentials"}))
+                return
+            token = f"tok-{random.getrandbits(64):016x}"
+            with state.lock:
+                state.tokens[token] = [time.monotonic(), 0]
+            self._answer(200, _dumps({"access_token": token}))
+
+        def _bearer(self) -> bool:
+            """Whether the request carries a token given and still good; counts the use."""
+            header = self.headers.get("Authorization", "")
+            faults = state.faults
+            with state.lock:
+                given = state.tokens.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+                if given is None or time.monotonic() - given[0] > faults.token_seconds:
+                    return False
+                if faults.token_uses and given[1] >= faults.token_uses:
+                    return False
+                given[1] += 1
+                return True
+
+        def _delete(self, body: bytes) -> None:
+            if not self._bearer():
+                self._answer(401, _dumps({"error": "token expired or invalid"}))
+                return
+            try:
+                users = _deletion_users(body, state.faults.refuse_deletion)
+            except BadRequest as error:
+                self._error(400, str(error), body)
+                return
+            request_id = f"del-{random.getrandbits(48):012x}"
+            with state.lock:
+                state.deletion_requests.append({"id": request_id, "users": len(users), "at": time.monotonic()})
+                state.deleted.extend(users)
+            self._answer(201, _dumps({"deletion_request_id": request_id, "status": "pending"}))
+
+        def _status(self, request_id: str) -> None:
+            if not self._bearer():
+                self._answer(401, _dumps({"error": "token expired or invalid"}))
+                return
+            with state.lock:
+                known = any(request["id"] == request_id for request in state.deletion_requests)
+            if known:
+                self._answer(200, _dumps({"deletion_request_id": request_id, "status": "complete"}))
+            else:
+                self._answer(404, _dumps({"error": "not found"}))
 
         def _error(self, status: int, message: str, body: bytes) -> None:
             """An error answer; with echo_body it quotes the request as some servers do: as JSON text, with
@@ -393,6 +483,42 @@ def _parse(field: str, body: bytes) -> tuple[str, list[dict[str, Any]]]:
             raise BadRequest(f"every entry of {field} must be an object")
         return app_id, items
     return app_id, [{key: value for key, value in document.items() if key != "app_id"}]
+
+
+def _basic(header: str) -> str:
+    """The `user:password` of an HTTP Basic header, or ''."""
+    if not header.startswith("Basic "):
+        return ""
+    try:
+        return base64.b64decode(header[6:], validate=True).decode()
+    except ValueError:
+        return ""
+
+
+def _deletion_users(body: bytes, refused: str) -> list[dict[str, str]]:
+    """The users of a deletion request, as Heap's reference describes it: `{"users": [...]}`, at most 10,000,
+    each an identity or a user_id."""
+    try:
+        document = _loads(body)
+    except ValueError:
+        raise BadRequest("body is not JSON") from None
+    users = document.get("users") if isinstance(document, dict) else None
+    if not isinstance(users, list) or not users:
+        raise BadRequest("users is required, a non-empty array")
+    if set(document) != {"users"}:
+        raise BadRequest("user_deletion takes users only")
+    if len(users) > MAX_DELETIONS:
+        raise BadRequest(f"at most {MAX_DELETIONS} users per request, got {len(users)}")
+    for user in users:
+        if not isinstance(user, dict) or len(user) != 1 or not set(user) <= {"identity", "user_id"}:
+            raise BadRequest("each user is an object with an identity or a user_id")
+        if "identity" in user:
+            _check_identity(user["identity"])
+        else:
+            _check_user_id(user["user_id"])
+        if refused and refused in user.values():
+            raise BadRequest("user refused")
+    return users
 
 
 def _known_app(app_id: str, known: set[str] | None) -> bool:

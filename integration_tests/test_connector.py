@@ -25,7 +25,7 @@ from integration_tests.support import (
 from unit_tests.seeds import SEEDS
 
 
-def test_spec_offers_the_three_apis_and_none_for_mappings():
+def test_spec_offers_every_api_and_none_for_mappings():
     run = run_connector("spec")
     assert run.returncode == 0
     spec = run.of_type("SPEC")[0]["spec"]
@@ -35,6 +35,7 @@ def test_spec_offers_the_three_apis_and_none_for_mappings():
         "add_user_properties",
         "add_account_properties",
         "identify",
+        "user_deletion",
         "none",
     ]
     assert spec["supported_destination_sync_modes"] == ["overwrite", "append", "append_dedup"]

@@ -21,6 +21,7 @@ class Received:
 
     path: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -91,7 +92,7 @@ class ScriptedHeap:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                reply = heap._next(Received(self.path, body))
+                reply = heap._next(Received(self.path, body, dict(self.headers)))
                 if reply == RESET:
                     self.close_connection = True
                     return

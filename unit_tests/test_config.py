@@ -11,11 +11,13 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_heap_analytics.config import (
     AccountPropertiesApi,
     HeapConfig,
+    IdentifyApi,
     PropertyColumn,
     PropertySelection,
     S3Storage,
     StreamMapping,
     TrackApi,
+    UserDeletionApi,
     UserPropertiesApi,
 )
 
@@ -132,7 +134,7 @@ def test_spec_and_model_know_the_same_options():
     assert unset["properties"]["api_type"]["const"] == "none", "the form can say: no api, use mappings"
     assert mapping["properties"]["api"]["oneOf"] == apis, "a mapping's api is the top-level api"
     spec_apis = {option["properties"]["api_type"]["const"]: option for option in spec["api"]["oneOf"]}
-    for model in TrackApi, UserPropertiesApi, AccountPropertiesApi:
+    for model in TrackApi, UserPropertiesApi, AccountPropertiesApi, IdentifyApi, UserDeletionApi:
         api_type = model.model_fields["api_type"].annotation.__args__[0]
         option = spec_apis[api_type]
         assert set(option["properties"]) == set(model.model_fields)
@@ -191,7 +193,7 @@ def test_an_unknown_api_type_names_the_valid_ones():
     message = error_of(api={"api_type": "identfy", "identity_column": "e"})
     assert message == (
         "Invalid configuration: api: api_type 'identfy' is unknown; "
-        "use one of track, add_user_properties, add_account_properties, identify"
+        "use one of track, add_user_properties, add_account_properties, identify, user_deletion"
     )
 
 
@@ -278,3 +280,25 @@ def test_a_store_endpoint_never_quotes_its_password_back(endpoint):
         HeapConfig.parse({"app_id": "11", "object_storage_config": storage})
     assert "s3_endpoint" in raised.value.message and "s3cr3tpw" not in raised.value.message
     assert "s3cr3tpw" not in str(raised.value) and "s3cr3tpw" not in (raised.value.internal_message or "")
+
+
+DELETE = {"api_type": "user_deletion", "identity_column": "email"}
+
+
+def test_a_deletion_mapping_needs_the_key_and_the_us_host_and_one_key_column():
+    assert "deletion_api_key is not set: copy the key from Heap's Account > Manage > Privacy & Security" in error_of(
+        api=DELETE
+    )
+    for eu in ({"region": "EU"}, {"base_url": "https://c.eu.heap-api.com"}):
+        assert "the region is EU: Heap documents its user deletion API for the US host only" in error_of(
+            api=DELETE, deletion_api_key="k", **eu
+        )
+    both = {**DELETE, "user_id_column": "heap_id"}
+    assert "set exactly one of identity_column and user_id_column" in error_of(api=both, deletion_api_key="k")
+    assert "sends no properties" in error_of(api={**DELETE, "property_columns": "plan"}, deletion_api_key="k")
+    assert "max_deletions_per_sync" in error_of(api=DELETE, deletion_api_key="k", max_deletions_per_sync=0)
+    assert "max_deletions_per_sync" in error_of(api=DELETE, deletion_api_key="k", max_deletions_per_sync=10**7)
+    config = parse(api=DELETE, deletion_api_key="secret-key")
+    assert config.max_deletions_per_sync == 100_000 and config.api.key_field == "identity"
+    assert "secret-key" not in repr(config) and "secret-key" not in str(config.model_dump())
+    assert parse(deletion_api_key="").deletion_api_key is None, "an emptied form field is no key"
