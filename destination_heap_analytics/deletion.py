@@ -311,6 +311,7 @@ class DeletionLane:
     other lane's (so no update sent in the same sync brings a deleted user back)."""
 
     drains_last = True
+    waiting = "held until the input ends"
 
     def __init__(
         self,

@@ -42,6 +42,8 @@ class MappingStats:
     lane: Accepted
     """What Heap accepted of the lane the mapping sends to, by stream."""
     mappings: int = 1
+    waiting: str = "in flight"
+    """What the records sent and not yet answered are doing, in words."""
     sent: int = 0
     unchanged: int = 0
     """Records skipped because Heap already holds what they would send (change detection)."""
@@ -81,7 +83,7 @@ class MappingStats:
             words.append(f"{sum(self.refused.values()):,} refused by Heap ({reasons(self.refused)})")
         if self.unsendable:
             words.append(f"{sum(self.unsendable.values()):,} not sendable ({reasons(self.unsendable)})")
-        words.append(f"{self.in_flight:,} in flight")
+        words.append(f"{self.in_flight:,} {self.waiting}")
         return f"{self.name}: " + ", ".join(words)
 
     def summary(self) -> dict[str, Any]:
@@ -134,12 +136,14 @@ class SyncStats:
     deletions: list[dict[str, Any]] = field(default_factory=list)
     """Each deletion request Heap accepted: its id (to follow it up with Heap) and how many users it holds."""
 
-    def mapping(self, stream: StreamKey, lane: str, api: str, accepted: Accepted) -> MappingStats:
+    def mapping(
+        self, stream: StreamKey, lane: str, api: str, accepted: Accepted, waiting: str = "in flight"
+    ) -> MappingStats:
         """The counts of a stream's records in one lane, made on first use; a second mapping of the stream to
         the same lane shares them."""
         stats = self.mappings.get((stream, lane))
         if stats is None:
-            stats = self.mappings[(stream, lane)] = MappingStats(stream, api, accepted)
+            stats = self.mappings[(stream, lane)] = MappingStats(stream, api, accepted, waiting=waiting)
         else:
             stats.mappings += 1
         return stats

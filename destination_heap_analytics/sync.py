@@ -74,6 +74,7 @@ class Lane:
     """One API's batching, pacing and sending, fed by every mapping to that API."""
 
     drains_last = False
+    waiting = "in flight"
 
     def __init__(
         self,
@@ -231,7 +232,7 @@ class Sync:
             first = route.key not in self.routes
             if first:
                 self.routes[route.key] = StreamRoutes(self.checkpoints.tally(route.key))
-            stats = self.stats.mapping(route.key, lane.key, lane.api_type, lane.accepted)
+            stats = self.stats.mapping(route.key, lane.key, lane.api_type, lane.accepted, lane.waiting)
             compared = snapshot is not None and route.api.snapshot_key
             changes = changes_for(snapshot, config, route) if compared else None  # type: ignore[arg-type]
             delivery = Delivery(mapper, lane, route.label, route.api.api_type, stats, changes)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.request
 from pathlib import Path
 
 from integration_tests.heap_sandbox import Faults, HeapSandbox
@@ -97,6 +100,8 @@ def test_throttling_and_faults_are_retried_and_a_refused_user_is_rejected_alone(
 
 def test_placeholders_are_rejected_and_a_dry_run_deletes_nothing():
     messages = [forget(1), forget(2, email="null"), forget(3, email=" "), forget(4, email="undefined"), forget(5)]
+    ended = {"stream_descriptor": {"name": "users"}, "status": "COMPLETE"}
+    messages.append({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": ended}})
     messages.append(platform_state(1))
     with HeapSandbox() as sandbox:
         run = run_connector("write", deletion_config(sandbox), messages)
@@ -105,6 +110,9 @@ def test_placeholders_are_rejected_and_a_dry_run_deletes_nothing():
     assert run.returncode == 0, run.stderr
     assert sorted(user["identity"] for user in received["deleted"]) == ["user1@example.com", "user5@example.com"]
     assert run.states[0]["destinationStats"] == {"recordCount": 2.0, "rejectedRecordCount": 3.0}
+    (end,) = [line for line in run.logs if line.startswith("The source ended stream 'users'")]
+    assert "stream 'users' to user_deletion: 5 read, 0 accepted by Heap" in end
+    assert "2 held until the input ends" in end, "deletions wait, and the progress says so"
     assert set(run.summary["unmappable_by_reason"]) == {
         "identity is blank or a placeholder such as 'null' or 'undefined' (Heap would merge unrelated users)"
     }
@@ -197,3 +205,21 @@ def test_more_states_than_can_be_held_before_the_deletions_fails_clearly_and_del
     assert run.returncode != 0 and run.states == []
     assert "More than 10,000 STATE messages" in run.errors[0]["message"]
     assert received["deleted"] == [] and received["tokens_given"] == 0
+
+
+def test_the_guides_status_check_answers_for_each_request_id():
+    with HeapSandbox() as sandbox:
+        run = run_connector("write", deletion_config(sandbox), [forget(1), platform_state(1)])
+        basic = base64.b64encode(f"11:{KEY}".encode()).decode()
+        asked = urllib.request.Request(sandbox.url + "/api/public/v0/auth_token", method="POST")
+        asked.add_header("Authorization", f"Basic {basic}")
+        with urllib.request.urlopen(asked, timeout=10) as answer:
+            token = json.loads(answer.read())["access_token"]
+        (request,) = run.summary["deletion_requests"]
+        status = urllib.request.Request(
+            f"{sandbox.url}/api/public/v0/deletion_status/{request['deletion_request_id']}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(status, timeout=10) as answer:
+            assert json.loads(answer.read())["status"] == "complete"
+    assert request["users"] == 1
