@@ -223,3 +223,15 @@ def test_the_guides_status_check_answers_for_each_request_id():
         with urllib.request.urlopen(status, timeout=10) as answer:
             assert json.loads(answer.read())["status"] == "complete"
     assert request["users"] == 1
+
+
+def test_users_are_deleted_by_heap_user_id_too():
+    by_user_id = {"api_type": "user_deletion", "user_id_column": "heap_user_id"}
+    messages = [forget(n, heap_user_id=user_id) for n, user_id in enumerate([8675309, "007", "0", "12a", 8675309])]
+    with HeapSandbox() as sandbox:
+        config = config_for(sandbox, by_user_id, deletion_api_key=KEY)
+        run = run_connector("write", config, [*messages, platform_state(1)])
+        received = sandbox.state.snapshot()
+    assert run.returncode == 0, run.stderr
+    assert received["deleted"] == [{"user_id": "8675309"}, {"user_id": "7"}]
+    assert run.states[0]["destinationStats"] == {"recordCount": 3.0, "rejectedRecordCount": 2.0}
