@@ -123,6 +123,14 @@ OPERATIONS = (
         (),
         {"api_type": "user_deletion", "identity_column": "identity"},
     ),
+    Operation(
+        "user_deletion_by_user_id",
+        "User deletion by Heap user id (permanent, every environment)",
+        (DestinationSyncMode.append,),
+        ("user_id",),
+        (),
+        {"api_type": "user_deletion", "user_id_column": "user_id"},
+    ),
 )
 """Heap's objects. Events come as two objects because Heap takes an identity or its own user id, never
 both, and a JSON schema's `required` cannot say "exactly one": each object requires the key it sends."""
@@ -151,7 +159,7 @@ def catalog_message(config: HeapConfig) -> AirbyteMessage:
     """The DESTINATION_CATALOG message `discover` prints: user deletion only when the config can delete (it has a
     deletion key, and the region is not EU), so that no one maps a stream to it by accident."""
     deletes = config.deletion_refusal() is None
-    offered = [operation for operation in OPERATIONS if operation.object_name != "user_deletion" or deletes]
+    offered = [operation for operation in OPERATIONS if operation.api["api_type"] != "user_deletion" or deletes]
     catalog = DestinationCatalog([published for operation in offered for published in operation.published()])
     return AirbyteMessage(type=Type.DESTINATION_CATALOG, destination_catalog=catalog)
 
@@ -164,10 +172,8 @@ def api_of(stream: ConfiguredAirbyteStream, label: str, config: HeapConfig) -> A
     if operation is None:
         known = ", ".join(BY_NAME)
         raise config_error(f"Stream '{label}' is mapped to '{name}', which is not a Heap object (they are: {known}).")
-    if (
-        operation.object_name == "user_deletion"
-        and (refusal := config.deletion_refusal(f"stream '{label}' is mapped to user_deletion")) is not None
-    ):
+    asking = f"stream '{label}' is mapped to {operation.object_name}"
+    if operation.api["api_type"] == "user_deletion" and (refusal := config.deletion_refusal(asking)) is not None:
         raise config_error(f"Invalid configuration: {refusal}.")
     mode = stream.destination_sync_mode
     if mode not in operation.sync_modes:

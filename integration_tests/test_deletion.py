@@ -169,17 +169,28 @@ def test_discover_offers_user_deletion_only_with_a_key_and_a_mapped_stream_needs
         {op["object_name"] for op in run.of_type("DESTINATION_CATALOG")[0]["destination_catalog"]["operations"]}
         for run in (plain, keyed)
     ]
-    assert "user_deletion" not in names[0] and "user_deletion" in names[1]
-    mapped = {"streams": [activation_stream("forget_me", "user_deletion", ["identity"])]}
-    forget_me = {"type": "RECORD", "record": {"stream": "forget_me", "data": {"identity": "jo@x.io"}, "emitted_at": 1}}
+    deletions = {"user_deletion", "user_deletion_by_user_id"}
+    assert not deletions & names[0] and deletions <= names[1]
+    mapped = {
+        "streams": [
+            activation_stream("forget_me", "user_deletion", ["identity"]),
+            activation_stream("forget_sdk", "user_deletion_by_user_id", ["user_id"]),
+        ]
+    }
+    messages = [
+        {"type": "RECORD", "record": {"stream": "forget_me", "data": {"identity": "jo@x.io"}, "emitted_at": 1}},
+        {"type": "RECORD", "record": {"stream": "forget_sdk", "data": {"user_id": "8675309"}, "emitted_at": 1}},
+        platform_state(1, "forget_me"),
+        platform_state(2, "forget_sdk"),
+    ]
     with HeapSandbox() as sandbox:
-        refused = run_connector("write", config_for(sandbox), [forget_me], catalog_json=mapped)
-        run = run_connector("write", deletion_config(sandbox), [forget_me, platform_state(1, "forget_me")], mapped)
+        refused = run_connector("write", config_for(sandbox), messages, catalog_json=mapped)
+        run = run_connector("write", deletion_config(sandbox), messages, catalog_json=mapped)
         received = sandbox.state.snapshot()
     assert refused.returncode != 0 and "deletion_api_key is not set" in refused.errors[0]["message"]
     assert run.returncode == 0, run.stderr
-    assert received["deleted"] == [{"identity": "jo@x.io"}]
-    assert run.states[0]["destinationStats"] == {"recordCount": 1.0, "rejectedRecordCount": 0.0}
+    assert received["deleted"] == [{"identity": "jo@x.io"}, {"user_id": "8675309"}], "one lane, one request"
+    assert [state["destinationStats"]["recordCount"] for state in run.states] == [1.0, 1.0]
 
 
 def test_deletions_go_after_every_other_request_of_the_sync():
