@@ -135,11 +135,11 @@ class DestinationHeapAnalytics(Destination):
                 found.append(f"The change-detection folder {heap_config.change_detection.path} can be written.")
             except AirbyteTracedException as error:
                 problems.append(error.message)
-        if heap_config.deletion_api_key is not None:
+        refusal = heap_config.deletion_refusal() if heap_config.deletion_api_key is not None else None
+        if refusal is not None:
+            problems.append(refusal)
+        elif heap_config.deletion_api_key is not None:
             try:
-                refusal = heap_config.deletion_refusal()
-                if refusal is not None:
-                    raise config_error(refusal)
                 DeletionClient(heap_config, threading.Event()).take_token()
                 found.append("Heap gave a token for deletion_api_key: user deletions can be sent.")
             except AirbyteTracedException as error:

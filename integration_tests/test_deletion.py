@@ -246,3 +246,14 @@ def test_users_are_deleted_by_heap_user_id_too():
     assert run.returncode == 0, run.stderr
     assert received["deleted"] == [{"user_id": "8675309"}, {"user_id": "7"}]
     assert run.states[0]["destinationStats"] == {"recordCount": 3.0, "rejectedRecordCount": 2.0}
+
+
+def test_check_refuses_a_deletion_key_with_the_eu_region_without_asking_for_a_token():
+    with HeapSandbox() as sandbox:
+        checked = run_connector(
+            "check", {"app_id": "11", "base_url": sandbox.url, "region": "EU", "deletion_api_key": KEY}
+        )
+        received = sandbox.state.snapshot()
+    status = checked.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    assert status["status"] == "FAILED" and "the region is EU" in status["message"]
+    assert received["tokens_given"] == 0
