@@ -20,14 +20,13 @@ from .batching import Batch, BatchBuilder, BatchNumbers, RequestBody
 from .changes import Snapshot
 from .client import Answer, HeapClient, Verdict
 from .config import HeapConfig, UserDeletionApi, config_error
-from .delivery import CONFIG_FAULTS, Accepted, BatchResult, Rejection, RetryPolicy, Stopped, redirected, unreachable
+from .delivery import CONFIG_FAULTS, Accepted, BatchResult, Rejection, RetryPolicy, Stopped, not_retried, unreachable
 from .messages import stream_words
 from .pacing import AppRate, Pacer, WaitClock
 
 logger = logging.getLogger("airbyte")
 
 TOKEN_PATH = "/api/public/v0/auth_token"
-STATUS_PATH = "/api/public/v0/deletion_status/"
 USERS_PER_REQUEST = 10_000
 TOKEN_SECONDS = 240.0
 """A token is used this long at most: Heap's last about five minutes, and a 401 takes a new one anyway."""
@@ -100,17 +99,10 @@ class DeletionClient:
         while True:
             if self.stop.is_set():
                 raise Stopped()
-            previous, answer = answer, client.post(body, headers)
+            previous, answer = answer, not_retried(client.url, client.post(body, headers))
             self.requests += 1
-            if answer.verdict is Verdict.REDIRECTED:
-                raise redirected(client.url, answer)
             if answer.verdict in CONFIG_FAULTS and previous is not None and previous.verdict is answer.verdict:
                 raise unreachable(client.url, answer)
-            if answer.verdict is Verdict.FATAL:
-                raise AirbyteTracedException(
-                    message=f"Heap answered {answer.describe()} to {client.url}; not retried.",
-                    failure_type=FailureType.system_error,
-                )
             if answer.verdict not in (Verdict.THROTTLED, Verdict.TRANSIENT, *CONFIG_FAULTS):
                 return answer
             self.throttled += answer.verdict is Verdict.THROTTLED
@@ -150,7 +142,8 @@ class HeldDeletions:
         self.sender = sender
         self.limit = limit
         self.held: list[Batch] = []
-        self.users: set[bytes] = set()
+        self.users: dict[bytes, None] = {}
+        """The distinct users held, in the order they came (a dict: a set has no order)."""
 
     @property
     def in_flight(self) -> dict[Any, Batch]:
@@ -166,7 +159,7 @@ class HeldDeletions:
         """Holds a batch; a config error, before anything is deleted, once the sync holds too many users."""
         self.held.append(batch)
         for user, item in zip(batch.encoded, batch.items, strict=True):
-            self.users.add(user)
+            self.users[user] = None
             if len(self.users) > self.limit:
                 raise config_error(
                     f"This sync asks to delete more than max_deletions_per_sync ({self.limit:,}) users (user "
@@ -186,8 +179,8 @@ class HeldDeletions:
 
     def drain(self) -> list[BatchResult]:
         """Sends every held deletion; the results of the held batches."""
-        held, self.held = self.held, []
-        return self.sender.send(held) if held else []
+        held, users, self.held, self.users = self.held, list(self.users), [], {}
+        return self.sender.send(held, users) if held else []
 
     def close(self) -> None:
         """Stops a send in progress."""
@@ -221,9 +214,9 @@ class DeletionSender:
         self.fail_fast = config.on_rejected_record == "fail"
         self.shown = config.dry_run_payloads
 
-    def send(self, batches: list[Batch]) -> list[BatchResult]:
-        """Deletes the users of `batches` (a dry run only says what it would send); their results."""
-        users = list(dict.fromkeys(user for batch in batches for user in batch.encoded))
+    def send(self, batches: list[Batch], users: list[bytes]) -> list[BatchResult]:
+        """Deletes `users`, the distinct users of `batches` (a dry run only says what it would send); the batches'
+        results."""
         requests = self._requests(users)
         refused: dict[bytes, Answer] = {}
         if self.client is None:
@@ -234,21 +227,27 @@ class DeletionSender:
                 self._delete(request, refused)
         results = []
         for batch in batches:
-            kept = [(item, user) for item, user in zip(batch.items, batch.encoded, strict=True) if user not in refused]
-            if kept:
-                self.accepted.add(Batch(batch.number, [item for item, _ in kept], [user for _, user in kept]))
-            result = BatchResult(batch.number)
+            result, kept = BatchResult(batch.number), Batch(batch.number)
             for item, user in zip(batch.items, batch.encoded, strict=True):
-                if user in refused:
-                    answer = refused[user]
+                answer = refused.get(user)
+                if answer is None:
+                    kept.items.append(item)
+                    kept.encoded.append(user)
+                else:
                     result.rejections.append(
                         Rejection(item.stream, item.position, answer.describe(), answer.head, item.source)
                     )
+            self.accepted.add(kept)
             results.append(result)
         client = self.client
-        results[0].requests = client.requests if client is not None else len(requests)
-        results[0].retries = client.retries if client is not None else 0
-        results[0].throttled = client.throttled if client is not None else 0
+        if client is None:
+            results[0].requests = len(requests)
+        else:
+            results[0].requests, results[0].retries, results[0].throttled = (
+                client.requests,
+                client.retries,
+                client.throttled,
+            )
         if self.snapshot is not None and client is not None:
             deleted = [orjson.loads(b"{" + user) for user in users if user not in refused]
             self.snapshot.forget_identities(user["identity"] for user in deleted if "identity" in user)
@@ -257,7 +256,7 @@ class DeletionSender:
     def _requests(self, users: list[bytes]) -> list[list[bytes]]:
         """The users in requests of at most USERS_PER_REQUEST users and max_request_bytes each, in order."""
         requests: list[list[bytes]] = []
-        size = self.max_bytes
+        size = 0
         for user in users:
             if not requests or len(requests[-1]) >= USERS_PER_REQUEST or size + len(user) + 2 > self.max_bytes:
                 requests.append([])

@@ -353,14 +353,19 @@ class BatchSender:
     def _final(self, answer: Answer) -> Answer:
         if answer.verdict is Verdict.BAD_APP_ID:
             raise bad_app_id(self.app_id, answer)
-        if answer.verdict is Verdict.REDIRECTED:
-            raise redirected(self.client.url, answer)
-        if answer.verdict is Verdict.FATAL:
-            raise AirbyteTracedException(
-                message=f"Heap answered {answer.describe()} to {self.client.url}; not retried.",
-                failure_type=FailureType.system_error,
-            )
-        return answer
+        return not_retried(self.client.url, answer)
+
+
+def not_retried(url: str, answer: Answer) -> Answer:
+    """The answer, unless it ends the sync: a redirect (a config error) or a status no retry can mend."""
+    if answer.verdict is Verdict.REDIRECTED:
+        raise redirected(url, answer)
+    if answer.verdict is Verdict.FATAL:
+        raise AirbyteTracedException(
+            message=f"Heap answered {answer.describe()} to {url}; not retried.",
+            failure_type=FailureType.system_error,
+        )
+    return answer
 
 
 def bad_app_id(app_id: str, answer: Answer) -> AirbyteTracedException:
